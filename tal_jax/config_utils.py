@@ -1,0 +1,83 @@
+"""Config helpers: load a config file, explain bad overrides, save config.json."""
+
+import difflib
+import importlib.util
+import os
+import sys
+
+import ml_collections
+
+from tal_jax import errors
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """Loads 'path/to/config.py[:arg]' by calling its get_config(arg)."""
+  path, _, arg = spec.partition(':')
+  if not os.path.isfile(path):
+    raise errors.TalError(f'config file not found: {path}')
+  module_spec = importlib.util.spec_from_file_location('_tal_config', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def flat_keys(config: ml_collections.ConfigDict, prefix: str = '') -> list[str]:
+  """Every leaf key as a dotted path: ['seed', 'data.feature_dir', ...]."""
+  keys = []
+  for k, v in config.items():
+    if isinstance(v, ml_collections.ConfigDict):
+      keys.extend(flat_keys(v, f'{prefix}{k}.'))
+    else:
+      keys.append(prefix + k)
+  return keys
+
+
+def check_override_keys(config: ml_collections.ConfigDict,
+                        keys: list[str]) -> None:
+  """TalError naming an unknown override key and the nearest valid ones."""
+  valid = flat_keys(config)
+  for key in keys:
+    if key not in valid:
+      near = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
+      hint = f'; did you mean {", ".join(near)}?' if near else ''
+      raise errors.TalError(f"unknown config key 'config.{key}'{hint}")
+
+
+def explain_config_errors(argv: list[str]) -> list[str]:
+  """Checks --config.* overrides before absl parses them (absl would raise a
+  bare AttributeError); exits 2 with one line on an unknown key."""
+  spec, keys = None, []
+  for i, a in enumerate(argv):
+    if a.startswith('--config='):
+      spec = a.split('=', 1)[1]
+    elif a == '--config' and i + 1 < len(argv):
+      spec = argv[i + 1]
+    elif a.startswith('--config.'):
+      keys.append(a[len('--config.'):].split('=', 1)[0])
+  if spec is None:
+    if any(a.startswith('--') for a in argv[1:]) and '--help' not in argv:
+      print('error: --config is required, e.g. --config=configs/bmn.py',
+            file=sys.stderr)
+      sys.exit(2)
+    return argv
+  errors.run_cli(lambda: check_override_keys(load_config(spec), keys))
+  return argv
+
+
+def check_workdir(workdir: str) -> None:
+  """TalError when the workdir cannot be created or written."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise errors.TalError(f'workdir {workdir} cannot be created ({e.strerror})'
+                          ) from None
+  if not os.access(workdir, os.W_OK):
+    raise errors.TalError(f'workdir {workdir} is not writable')
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes <workdir>/config.json (process 0)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_index() == 0:
+    errors.write_text(os.path.join(workdir, 'config.json'),
+                      config.to_json_best_effort(indent=2) + '\n')

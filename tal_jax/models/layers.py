@@ -1,0 +1,207 @@
+"""Shared layers: PyTorch-initialised convolutions and the boundary-matching layer.
+
+The boundary-matching (BM) layer of BMN samples, for every proposal cell
+[duration d, start s], `num_samples` points of the 1d feature sequence by
+linear interpolation and feeds them to a Conv3d with kernel (num_samples, 1, 1).
+The sampling weights are a numpy constant built once per configuration
+(`bm_sample_mask`), bit-for-bit as MMAction2 1.2.0 builds `sample_mask`,
+including its `math.modf` truncation toward zero: a point in (-1, 0) puts weight
+1.0 on index 0 while a point in (T-1, T) puts only 1-frac on index T-1.
+
+Two equal formulations of the layer (same parameters):
+  'dense': MMAction2's order: features @ mask ([T] x [T, N*T*T]), then Conv3d.
+  'reassociated': contract the Conv3d weights with the features first
+    (Y[t, n, o] = sum_c x[t, c] W[n, c, o]), then one matmul with the mask
+    restricted to the valid cells s+d <= T-1 (the other cells are zero).
+"""
+
+import functools
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def torch_kernel_init(key, shape, dtype=jnp.float32):
+  """PyTorch's conv/linear default: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)).
+
+  `shape` is a Flax kernel shape (*spatial, in_features/groups, out_features), so
+  fan_in = prod(shape[:-1]).
+  """
+  bound = 1.0 / math.sqrt(int(np.prod(shape[:-1])))
+  return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+def torch_bias_init(fan_in: int):
+  """Returns PyTorch's default bias init U(+-1/sqrt(fan_in)) for a layer."""
+  bound = 1.0 / math.sqrt(fan_in)
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+def torch_conv(features: int, kernel_size: tuple, in_features: int,
+               padding: int = 0, groups: int = 1, dtype=jnp.float32,
+               name: str | None = None) -> nn.Conv:
+  """nn.Conv initialised and padded like PyTorch's Conv{1,2,3}d.
+
+  Args:
+    features: output channels.
+    kernel_size: spatial kernel, e.g. (3,) for Conv1d or (3, 3) for Conv2d.
+    in_features: input channels (needed for the bias init's fan_in).
+    padding: symmetric zero padding per spatial dim (PyTorch `padding`).
+    groups: PyTorch `groups` (feature_group_count).
+    dtype: compute dtype; parameters stay float32.
+    name: Flax module name.
+  Returns:
+    nn.Conv mapping [..., *spatial, in_features] -> [..., *spatial, features].
+  """
+  fan_in = in_features // groups * int(np.prod(kernel_size))
+  return nn.Conv(
+      features,
+      tuple(kernel_size),
+      padding=[(padding, padding)] * len(kernel_size),
+      feature_group_count=groups,
+      dtype=dtype,
+      param_dtype=jnp.float32,
+      kernel_init=torch_kernel_init,
+      bias_init=torch_bias_init(fan_in),
+      name=name)
+
+
+def _bin_positions(tscale, num_samples, num_samples_per_bin, boundary_ratio,
+                   duration):
+  """Sample positions [T-d, N*nb] float64 for all starts of one duration d.
+
+  Same float64 operations as MMAction2's `_get_interp1d_mask` /
+  `_get_interp1d_bin_mask`, so the positions are bit-identical.
+  """
+  starts = np.arange(tscale - duration, dtype=np.float64)
+  center_len = float(duration) + 1
+  sample_tmin = starts - (center_len * boundary_ratio)
+  sample_tmax = (starts + duration) + (center_len * boundary_ratio)
+  plen = sample_tmax - sample_tmin
+  plen_sample = plen / (num_samples * num_samples_per_bin - 1.0)
+  i = np.arange(num_samples * num_samples_per_bin, dtype=np.float64)
+  return sample_tmin[:, None] + plen_sample[:, None] * i[None, :]
+
+
+def _interp_weights(positions, tscale, num_samples, num_samples_per_bin):
+  """Accumulates interpolation weights [S, N, T] for positions [S, N*nb].
+
+  Adds in MMAction2's order (per point: floor index, then ceil index) and uses
+  truncation toward zero (`np.modf`), then scales by 1/num_samples_per_bin.
+  """
+  n_cells = positions.shape[0]
+  out = np.zeros((n_cells, num_samples, tscale), np.float64)
+  pos = positions.reshape(n_cells, num_samples, num_samples_per_bin)
+  cell_idx = np.arange(n_cells)[:, None]
+  bin_idx = np.arange(num_samples)[None, :]
+  for j in range(num_samples_per_bin):
+    p = pos[:, :, j]
+    frac, down = np.modf(p)
+    upper = np.ceil(p)
+    for index, weight in ((down, 1 - frac), (upper, frac)):
+      index = index.astype(np.int64)
+      valid = (index >= 0) & (index <= tscale - 1)
+      out[cell_idx, bin_idx, np.clip(index, 0, tscale - 1)] += np.where(
+          valid, weight, 0.0)
+  return 1.0 / num_samples_per_bin * out
+
+
+@functools.lru_cache(maxsize=8)
+def bm_sample_mask(tscale: int, num_samples: int, num_samples_per_bin: int,
+                   boundary_ratio: float) -> np.ndarray:
+  """MMAction2's BM sampling mask, [T(t), N, T(duration), T(start)] float32.
+
+  Reshaped to [T, N*T*T] it equals MMAction2's `BMN.sample_mask`. Columns of
+  cells with s+d > T-1 are zero. Cached; treat the result as read-only.
+  """
+  mask = np.zeros((tscale, num_samples, tscale, tscale), np.float32)
+  for d in range(tscale):  # weights in float64, stored rounded to float32
+    pos = _bin_positions(tscale, num_samples, num_samples_per_bin,
+                         boundary_ratio, d)
+    w = _interp_weights(pos, tscale, num_samples, num_samples_per_bin)
+    mask[:, :, d, :tscale - d] = np.transpose(w, (2, 1, 0))
+  mask.setflags(write=False)
+  return mask
+
+
+def bm_valid_mask(tscale: int) -> np.ndarray:
+  """[T(duration), T(start)] float32: 1 where s+d <= T-1 (MMAction2 `bm_mask`)."""
+  d = np.arange(tscale)[:, None]
+  s = np.arange(tscale)[None, :]
+  return (s + d <= tscale - 1).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _valid_cell_matrix(tscale, num_samples, num_samples_per_bin,
+                       boundary_ratio):
+  """(A [V, T*N] float32, index [T*T] int32 into V valid cells or V = zero row)."""
+  mask = bm_sample_mask(tscale, num_samples, num_samples_per_bin,
+                        boundary_ratio)
+  dd, ss = np.nonzero(bm_valid_mask(tscale))
+  a = np.transpose(mask[:, :, dd, ss], (2, 0, 1)).reshape(len(dd), -1)
+  index = np.full((tscale * tscale,), len(dd), np.int32)
+  index[dd * tscale + ss] = np.arange(len(dd), dtype=np.int32)
+  return np.ascontiguousarray(a), index
+
+
+class BoundaryMatching(nn.Module):
+  """BM layer + Conv3d(C -> features, kernel (N, 1, 1)), without activation.
+
+  Parameters: 'kernel' [N, 1, 1, C, features] (Flax Conv3d layout) and 'bias'
+  [features], initialised as PyTorch's Conv3d.
+
+  Attributes:
+    features: Conv3d output channels (hidden_dim_3d).
+    num_samples, num_samples_per_bin, boundary_ratio: as MMAction2's BMN.
+    bm_layer: 'dense' (MMAction2's formulation) or 'reassociated'.
+    dtype: compute dtype.
+  """
+  features: int
+  num_samples: int
+  num_samples_per_bin: int
+  boundary_ratio: float
+  bm_layer: str = 'dense'
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    """x: [B, T, C] -> [B, T(duration), T(start), features]."""
+    tscale, channels = x.shape[-2], x.shape[-1]
+    n = self.num_samples
+    kernel = self.param('kernel', torch_kernel_init,
+                        (n, 1, 1, channels, self.features))
+    bias = self.param('bias', torch_bias_init(channels * n), (self.features,))
+    x = x.astype(self.dtype)
+    w = kernel.reshape(n, channels, self.features).astype(self.dtype)
+    args = (tscale, n, self.num_samples_per_bin, float(self.boundary_ratio))
+    if self.bm_layer == 'dense':
+      out = _dense_bm(x, w, bm_sample_mask(*args))
+    elif self.bm_layer == 'reassociated':
+      out = _reassociated_bm(x, w, *_valid_cell_matrix(*args))
+    else:
+      raise ValueError(f"model.bm_layer: unknown '{self.bm_layer}' "
+                       "(use 'dense' or 'reassociated')")
+    return out + bias.astype(self.dtype)
+
+
+def _dense_bm(x, w, mask):
+  """MMAction2 order. x [B,T,C], w [N,C,O], mask [T,N,T,T] -> [B,T,T,O]."""
+  sampled = jnp.einsum('btc,tnds->bcnds', x, jnp.asarray(mask, x.dtype))
+  return jnp.einsum('bcnds,nco->bdso', sampled, w)
+
+
+def _reassociated_bm(x, w, a, index):
+  """Weights first. x [B,T,C], w [N,C,O], a [V,T*N], index [T*T] -> [B,T,T,O]."""
+  batch, tscale, _ = x.shape
+  y = jnp.einsum('btc,nco->btno', x, w).reshape(batch, -1, w.shape[-1])
+  cells = jnp.einsum('vj,bjo->bvo', jnp.asarray(a, x.dtype), y)
+  cells = jnp.concatenate([cells, jnp.zeros_like(cells[:, :1])], axis=1)
+  out = jnp.take(cells, jnp.asarray(index), axis=1)
+  return out.reshape(batch, tscale, tscale, w.shape[-1])

@@ -1,0 +1,24 @@
+"""Console output of a run: progress bars only on a terminal, quiet on demand."""
+
+import sys
+
+import jax
+
+
+def show_progress(quiet: bool) -> bool:
+  """Progress bars: not under --quiet, not when stderr is not a terminal (CI
+  logs stay readable), and only on process 0."""
+  return (not quiet and sys.stderr.isatty() and jax.process_index() == 0)
+
+
+def info(message: str, quiet: bool = False) -> None:
+  """One line on stdout from process 0, unless quiet."""
+  if not quiet and jax.process_index() == 0:
+    print(message, flush=True)
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+  """'AR@1 0.3021  AR@5 ...  AUC 61.20' in a fixed key order."""
+  order = ['AR@1', 'AR@5', 'AR@10', 'AR@100', 'AUC']
+  keys = [k for k in order if k in metrics] + sorted(set(metrics) - set(order))
+  return '  '.join(f'{k} {metrics[k]:.4f}' for k in keys)

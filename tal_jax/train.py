@@ -1,0 +1,249 @@
+"""Training and evaluation loop shared by every model (see tasks.MODELS).
+
+`train_step` is pure, `(state, batch, rng) -> (state, metrics)`, jitted once with
+the batch sharded over the device mesh and the state replicated. Labels are
+computed once per split on the host; each step gathers its rows by index.
+Randomness: one root key from config.seed, folded by step, so a resumed run
+draws exactly what an uninterrupted one would.
+"""
+
+import functools
+import math
+import os
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from tal_jax import checkpointing
+from tal_jax import errors
+from tal_jax import evaluation
+from tal_jax import parallel
+from tal_jax import postprocess
+from tal_jax import tasks
+from tal_jax.data import activitynet
+from tal_jax.data import pipeline
+from tal_jax.metric_writer import MetricWriter
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+def create_learning_rate_fn(config: ml_collections.ConfigDict,
+                            steps_per_epoch: int) -> optax.Schedule:
+  """Step-wise MultiStepLR: lr * gamma at each milestone epoch."""
+  train = config.train
+  lr = train.learning_rate
+  if train.scale_lr:
+    lr *= train.batch_size / train.base_batch_size
+  boundaries = {int(m) * steps_per_epoch: train.lr_gamma
+                for m in train.lr_milestones}
+  return optax.piecewise_constant_schedule(lr, boundaries)
+
+
+def create_optimizer(config: ml_collections.ConfigDict,
+                     lr_fn: optax.Schedule) -> optax.GradientTransformation:
+  """As MMAction2's OptimWrapper: clip the gradient norm, then torch.optim.Adam
+  with weight decay added to the gradient (L2, not AdamW)."""
+  return optax.chain(
+      optax.clip_by_global_norm(config.train.grad_clip_norm),
+      optax.add_decayed_weights(config.train.weight_decay),
+      optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8),
+      optax.scale_by_learning_rate(lr_fn))
+
+
+def init_params(module, config: ml_collections.ConfigDict, rng: jax.Array):
+  t, d = config.model.temporal_dim, config.model.feat_dim
+  return module.init(rng, jnp.zeros((1, t, d), jnp.float32))['params']
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
+               *, module, model_def: tasks.ModelDef, tx, lr_fn,
+               config) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimisation step on a global batch."""
+  step_rng = jax.random.fold_in(rng, state.step)
+
+  def loss_fn(params):
+    return model_def.loss(module, params, batch, step_rng, config)
+
+  (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = {**metrics, 'grad_norm': optax.global_norm(grads),
+             'learning_rate': lr_fn(state.step)}
+  return TrainState(state.step + 1, params, opt_state), metrics
+
+
+class Trainer:
+  """Holds the jitted functions of one run (model, optimizer, mesh)."""
+
+  def __init__(self, config: ml_collections.ConfigDict, steps_per_epoch: int):
+    self.config = config
+    self.model_def = tasks.get(config)
+    self.module = self.model_def.build(config)
+    self.mesh = parallel.make_mesh()
+    self.per_device_batch = parallel.check_global_batch(
+        config.train.batch_size, self.mesh)
+    group = config.train.videos_per_loss
+    if config.train.batch_size % group:
+      raise errors.TalError(
+          f'config.train.batch_size={config.train.batch_size} is not a '
+          f'multiple of config.train.videos_per_loss={group}')
+    self.lr_fn = create_learning_rate_fn(config, max(1, steps_per_epoch))
+    self.tx = create_optimizer(config, self.lr_fn)
+    repl = parallel.replicated(self.mesh)
+    shard = parallel.batch_sharded(self.mesh)
+    step = functools.partial(train_step, module=self.module,
+                             model_def=self.model_def, tx=self.tx,
+                             lr_fn=self.lr_fn, config=config)
+    self.train_step = jax.jit(step, in_shardings=(repl, shard, repl),
+                              out_shardings=(repl, repl), donate_argnums=0)
+    forward = functools.partial(self.model_def.forward, self.module,
+                                config=config)
+    self.forward = jax.jit(forward, in_shardings=(repl, shard),
+                           out_shardings=repl)
+    self.replicated = repl
+
+  def init_state(self, rng: jax.Array) -> TrainState:
+    params = jax.jit(functools.partial(init_params, self.module, self.config),
+                     out_shardings=self.replicated)(rng)
+    opt_state = jax.jit(self.tx.init, out_shardings=self.replicated)(params)
+    return TrainState(jnp.zeros((), jnp.int32), params, opt_state)
+
+
+def predict_split(trainer: Trainer, params, videos: activitynet.VideoSet,
+                  batch_size: int, progress: bool = False) -> dict[str, np.ndarray]:
+  """Proposals in seconds for every video: {name: [K, 3] (start, end, score)}."""
+  n_dev = trainer.mesh.devices.size
+  batch_size = max(n_dev, batch_size // n_dev * n_dev)
+  batches = pipeline.eval_batches(len(videos), batch_size)
+  if progress:
+    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+    batches = tqdm(batches, desc='inference', leave=False)
+  out = {}
+  frames = videos.field('duration_frame')
+  seconds = videos.field('duration_second')
+  for idx in batches:
+    feats = np.zeros((batch_size,) + videos.features.shape[1:], np.float32)
+    feats[:len(idx)] = videos.features[idx]
+    feats = parallel.shard_batch(
+        {'x': feats[parallel.host_slice(batch_size)]}, trainer.mesh,
+        batch_size)['x']
+    outputs = jax.device_get(trainer.forward(params, feats))
+    outputs = jax.tree.map(lambda x: np.asarray(x)[:len(idx)], outputs)
+    props, valid = trainer.model_def.decode(outputs, trainer.config)
+    secs = postprocess.to_seconds(props, frames[idx], seconds[idx])
+    for j, i in enumerate(idx):
+      out[videos.names[i]] = secs[j][valid[j]]
+  return out
+
+
+def evaluate_proposals(videos: activitynet.VideoSet,
+                       proposals: dict[str, np.ndarray]) -> dict[str, float]:
+  """AR@1/5/10/100 and AUC of proposals in seconds against the split's gt."""
+  gt = {n: np.asarray([a['segment'] for a in r['annotations']],
+                      np.float64).reshape(-1, 2)
+        for n, r in zip(videos.names, videos.records)}
+  return evaluation.ar_an_metrics(gt, proposals)
+
+
+def _gather(arrays: dict[str, np.ndarray], idx: np.ndarray) -> dict:
+  return {k: v[idx] for k, v in arrays.items()}
+
+
+def _check_finite(metrics: dict[str, float], step: int) -> None:
+  if not math.isfinite(metrics['loss']):
+    raise errors.TalError(
+        f'loss is {metrics["loss"]} at step {step}: training stopped; the '
+        'last checkpoint in the workdir is intact')
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       quiet: bool = False) -> dict[str, float]:
+  """Trains config.train.num_epochs epochs, evaluating and checkpointing each.
+
+  Re-running with the same workdir resumes from the latest checkpoint.
+  Returns the last evaluation metrics.
+  """
+  from tal_jax import runlog  # pylint: disable=g-import-not-at-top
+  progress = runlog.show_progress(quiet)
+  train_set = pipeline.load_split(config, 'train', progress)
+  val_set = pipeline.load_split(config, 'val', progress)
+  bs = config.train.batch_size
+  steps_per_epoch = len(train_set) // bs
+  if steps_per_epoch == 0:
+    raise errors.TalError(f'the training split has {len(train_set)} videos, '
+                          f'fewer than config.train.batch_size={bs}')
+  trainer = Trainer(config, steps_per_epoch)
+  arrays = trainer.model_def.split_arrays(train_set, config)
+  root = jax.random.key(config.seed)
+  init_rng, step_rng = jax.random.split(root)
+  state = trainer.init_state(init_rng)
+  mngr = checkpointing.manager(workdir)
+  start_epoch = 0
+  latest = mngr.latest_step()
+  if latest is not None:
+    restored = checkpointing.restore(mngr, latest, state.params,
+                                     state.opt_state, trainer.replicated,
+                                     config)
+    if restored['opt_state'] is None:
+      raise errors.TalError(f'{workdir}: the latest checkpoint has no optimizer '
+                            'state (imported?); use another workdir to train')
+    start_epoch = restored['meta']['epoch']
+    state = TrainState(jnp.asarray(start_epoch * steps_per_epoch, jnp.int32),
+                       restored['params'], restored['opt_state'])
+    runlog.info(f'resumed from {workdir} at epoch {start_epoch}', quiet)
+  writer = MetricWriter(workdir)
+  metrics = {}
+  for epoch in range(start_epoch, config.train.num_epochs):
+    state = _train_epoch(trainer, state, arrays, step_rng, epoch, writer,
+                         progress)
+    metrics = {}
+    if ((epoch + 1) % config.train.eval_every_epochs == 0 or
+        epoch + 1 == config.train.num_epochs):
+      props = predict_split(trainer, state.params, val_set,
+                            config.test.batch_size)
+      metrics = evaluate_proposals(val_set, props)
+      writer.write(int(state.step), metrics, epoch=epoch + 1, split='val')
+      runlog.info(f'epoch {epoch + 1}: ' + runlog.format_metrics(metrics),
+                  quiet)
+    meta = {**checkpointing.model_meta(config), 'epoch': epoch + 1,
+            'metrics': metrics}
+    checkpointing.save(mngr, int(state.step), state.params, state.opt_state,
+                       meta, metrics or None)
+  mngr.close()
+  writer.close()
+  return metrics
+
+
+def _train_epoch(trainer, state, arrays, rng, epoch, writer, progress):
+  config = trainer.config
+  bs = config.train.batch_size
+  n = len(arrays['features'])
+  batches = pipeline.epoch_batches(config.seed, epoch, n, bs)
+  it = range(len(batches))
+  bar = None
+  if progress:
+    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+    it = bar = tqdm(it, desc=f'epoch {epoch + 1}/{config.train.num_epochs}')
+  host_rows = parallel.host_slice(bs)
+  for i in it:
+    batch = parallel.shard_batch(
+        _gather(arrays, batches[i][host_rows]), trainer.mesh, bs)
+    state, m = trainer.train_step(state, batch, rng)
+    last = i + 1 == len(batches)
+    if (i + 1) % config.train.log_every_steps == 0 or last:
+      m = {k: float(v) for k, v in jax.device_get(m).items()}
+      _check_finite(m, int(state.step))
+      writer.write(int(state.step), m, epoch=epoch + 1, split='train')
+      if bar is not None:
+        bar.set_postfix(loss=f'{m["loss"]:.4f}')
+  return state

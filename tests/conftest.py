@@ -1,0 +1,13 @@
+"""Shared test set-up: tal_jax first (XLA flags), a persistent XLA cache."""
+
+import os
+import tempfile
+
+import tal_jax  # noqa: F401
+import jax
+
+# Several tests build the same tiny models; the persistent cache lets them
+# share compiled programs within and across runs of the suite.
+jax.config.update('jax_compilation_cache_dir',
+                  os.path.join(tempfile.gettempdir(), 'tal_jax_test_xla'))
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)

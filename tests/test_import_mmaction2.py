@@ -1,0 +1,114 @@
+"""Reading MMAction2 .pth checkpoints without torch, and mapping them onto BMN."""
+
+import json
+import os
+import pickle
+import zipfile
+
+import tal_jax  # noqa: F401
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tal_jax.convert import mmaction2
+from tal_jax.errors import TalError
+from tal_jax.models import bmn
+from tal_jax.tools import import_mmaction2
+
+GOLDEN_DIR = os.path.join(os.path.dirname(__file__), 'golden')
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def ref():
+  ref = dict(np.load(os.path.join(GOLDEN_DIR, 'bmn_tiny.npz'),
+                     allow_pickle=False))
+  return ref, json.loads(str(ref['config_json']))
+
+
+@pytest.mark.parametrize('name', ['bmn_tiny.pth', 'bmn_tiny_legacy.pth'])
+def test_load_pth_reads_torch_save(ref, name):
+  ref, _ = ref
+  sd = mmaction2.load_pth(os.path.join(GOLDEN_DIR, name))
+  weights = {k[3:]: v for k, v in ref.items() if k.startswith('sd/')}
+  assert set(sd) == set(weights) | {'sample_mask', 'bm_mask'}  # no 'module.'
+  for k, v in weights.items():
+    assert sd[k].dtype == np.float32
+    np.testing.assert_array_equal(sd[k], v)
+  np.testing.assert_array_equal(sd['sample_mask'], ref['sample_mask'])
+
+
+def test_imported_checkpoint_reproduces_golden_forward(ref):
+  ref, cfg = ref
+  params = mmaction2.load_bmn_checkpoint(
+      os.path.join(GOLDEN_DIR, 'bmn_tiny.pth'), cfg)
+  cmap, start, end = bmn.BMN(**cfg).apply({'params': params},
+                                          jnp.asarray(ref['features']))
+  np.testing.assert_allclose(np.asarray(cmap), ref['confidence_map'], atol=1e-5)
+  np.testing.assert_allclose(np.asarray(start), ref['start'], atol=1e-5)
+  np.testing.assert_allclose(np.asarray(end), ref['end'], atol=1e-5)
+
+
+def test_mapping_errors_name_the_key(ref):
+  ref, cfg = ref
+  sd = {k[3:]: v for k, v in ref.items() if k.startswith('sd/')}
+  missing = {k: v for k, v in sd.items() if k != 'x_1d_p.0.bias'}
+  with pytest.raises(TalError, match=r"x\.pth: missing keys \['x_1d_p.0.bias'\]"):
+    mmaction2.bmn_params_from_state_dict(missing, cfg, source='x.pth')
+  with pytest.raises(TalError, match=r"unexpected keys \['extra.weight'\]"):
+    mmaction2.bmn_params_from_state_dict({**sd, 'extra.weight': sd['x_1d_p.0.bias']},
+                                         cfg)
+  wide = dict(cfg, feat_dim=400)
+  with pytest.raises(TalError, match=r'x_1d_b.0.weight has shape \(16, 6, 3\) '
+                     r'but config expects \(16, 100, 3\)'):
+    mmaction2.bmn_params_from_state_dict(sd, wide)
+  with pytest.raises(TalError, match='sample_mask has shape'):
+    mmaction2.bmn_params_from_state_dict(
+        {**sd, 'sample_mask': np.zeros((8, 8))}, cfg)
+
+
+def test_load_pth_bad_files(tmp_path):
+  with pytest.raises(TalError, match='no such file'):
+    mmaction2.load_pth(str(tmp_path / 'nope.pth'))
+  junk = tmp_path / 'junk.pth'
+  junk.write_bytes(b'not a checkpoint at all')
+  with pytest.raises(TalError, match='junk.pth'):
+    mmaction2.load_pth(str(junk))
+
+
+def test_unpickler_never_imports_other_globals(tmp_path):
+  # A zip checkpoint whose pickle calls os.system: it becomes an inert object.
+  marker = tmp_path / 'pwned'
+  payload = pickle.dumps({'state_dict': {}, 'evil': _Evil(str(marker))},
+                         protocol=2)
+  path = tmp_path / 'evil.pth'
+  with zipfile.ZipFile(path, 'w') as z:
+    z.writestr('evil/data.pkl', payload)
+  with pytest.raises(TalError, match='no state dict of tensors'):
+    mmaction2.load_pth(str(path))
+  assert not marker.exists()
+
+
+class _Evil:
+  def __init__(self, marker):
+    self.marker = marker
+
+  def __reduce__(self):
+    return (os.system, (f'touch {self.marker}',))
+
+
+def test_cli_imports_into_workdir(tmp_path, capsys):
+  path = import_mmaction2.main([
+      '--checkpoint', os.path.join(GOLDEN_DIR, 'bmn_tiny.pth'),
+      '--config', os.path.join(REPO, 'configs', 'bmn.py') + ':tiny',
+      '--set', 'model.feat_dim=24', '--workdir', str(tmp_path / 'w')])
+  assert os.path.isdir(path)
+  assert 'parameters to' in capsys.readouterr().out
+
+
+def test_cli_shape_mismatch_is_one_line_error(tmp_path):
+  with pytest.raises(TalError, match='x_1d_b.0.weight has shape'):
+    import_mmaction2.main([
+        '--checkpoint', os.path.join(GOLDEN_DIR, 'bmn_tiny.pth'),
+        '--config', os.path.join(REPO, 'configs', 'bmn.py') + ':tiny',
+        '--workdir', str(tmp_path / 'w')])
