@@ -30,27 +30,37 @@ T = 100
 NMS = (0.4, 0.5, 0.9, 100)  # configs/bmn.py config.test.*
 
 
-def smooth_outputs(num_videos, seed=0):
+def _smooth_maps(rng, num_videos):
+  """[V, T, T] float32 sigmoid of six random low-frequency cosine waves."""
+  grid = np.stack(np.meshgrid(np.arange(T), np.arange(T), indexing='ij'))
+  freq = rng.uniform(0.01, 0.08, size=(num_videos, 6, 2, 1, 1))
+  amp = rng.normal(size=(num_videos, 6, 1, 1))
+  phase = rng.uniform(0, 2 * np.pi, size=(num_videos, 6, 1, 1))
+  z = amp * np.cos(2 * np.pi * (freq * grid).sum(2) + phase)
+  return (1 / (1 + np.exp(-z.sum(1)))).astype(np.float32)
+
+
+def _smooth_curves(rng, num_videos):
+  """[V, T] float32: five Gaussian bumps plus noise, scaled into (0, 1)."""
+  x = np.arange(T)
+  centre = rng.uniform(0, T, size=(num_videos, 5, 1))
+  width = rng.uniform(1, 4, size=(num_videos, 5, 1))
+  amp = rng.uniform(0.2, 1.0, size=(num_videos, 5, 1))
+  y = 0.02 + (amp * np.exp(-0.5 * ((x - centre) / width)**2)).sum(1)
+  y += 0.02 * rng.normal(size=y.shape)
+  return np.clip(y / y.max(1, keepdims=True) * 0.95, 0.01, 0.99).astype(
+      np.float32)
+
+
+def smooth_outputs(num_videos, seed=0, chunk=256):
   """Random smooth BMN outputs: maps [V, T, T, 2], start/end [V, T] float32."""
   rng = np.random.default_rng(seed)
-  grid = np.stack(np.meshgrid(np.arange(T), np.arange(T), indexing='ij'))
   maps = np.empty((num_videos, T, T, 2), np.float32)
-  for c in range(2):
-    freq = rng.uniform(0.01, 0.08, size=(num_videos, 6, 2, 1, 1))
-    amp = rng.normal(size=(num_videos, 6, 1, 1))
-    phase = rng.uniform(0, 2 * np.pi, size=(num_videos, 6, 1, 1))
-    z = amp * np.cos(2 * np.pi * (freq * grid).sum(2) + phase)
-    maps[..., c] = 1 / (1 + np.exp(-z.sum(1)))
-  curves = []
-  for _ in range(2):
-    x = np.arange(T)
-    centre = rng.uniform(0, T, size=(num_videos, 5, 1))
-    width = rng.uniform(1, 4, size=(num_videos, 5, 1))
-    amp = rng.uniform(0.2, 1.0, size=(num_videos, 5, 1))
-    y = 0.02 + (amp * np.exp(-0.5 * ((x - centre) / width)**2)).sum(1)
-    y += 0.02 * rng.normal(size=y.shape)
-    curves.append(np.clip(y / y.max(1, keepdims=True) * 0.95, 0.01, 0.99))
-  return maps, curves[0].astype(np.float32), curves[1].astype(np.float32)
+  for i in range(0, num_videos, chunk):
+    n = min(chunk, num_videos - i)
+    maps[i:i + n, ..., 0] = _smooth_maps(rng, n)
+    maps[i:i + n, ..., 1] = _smooth_maps(rng, n)
+  return maps, _smooth_curves(rng, num_videos), _smooth_curves(rng, num_videos)
 
 
 def run_tal_jax(maps, start, end, chunk):

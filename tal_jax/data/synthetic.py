@@ -23,6 +23,7 @@ The set is written once into the cache as MMAction2 files (``v_<id>.csv`` and
 
 import gzip
 import json
+import multiprocessing
 import os
 from concurrent import futures
 from typing import Any
@@ -155,7 +156,10 @@ def ensure_dataset(cache_dir: str, num_train: int, num_val: int, seed: int,
       if not os.path.isfile(path):
         jobs.append((path, rec, class_index, temporal_dim,
                      [seed, len(split), i]))
-  with futures.ProcessPoolExecutor(max(1, os.cpu_count() or 1)) as ex:
+  # 'spawn': the caller may already run JAX threads, which fork would copy.
+  context = multiprocessing.get_context('spawn')
+  workers = max(1, min(len(jobs), os.cpu_count() or 1))
+  with futures.ProcessPoolExecutor(workers, mp_context=context) as ex:
     results = ex.map(_write_video, jobs, chunksize=8)
     if progress:
       from tqdm import tqdm  # pylint: disable=g-import-not-at-top
