@@ -16,6 +16,9 @@ default size), 'full' (the embedded dataset at ActivityNet's size: 9,649 train /
 
 import ml_collections
 
+from tal_jax import config_utils
+from tal_jax.data import pipeline
+
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   """Returns the BMN config; `arg` is '', 'full' or 'tiny'."""
@@ -29,24 +32,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # Checkpoint to restore for --mode=test; empty means the best one in workdir.
   config.checkpoint = ''
 
-  config.data = data = ml_collections.ConfigDict()
-  # Folder of MMAction2 feature CSVs (v_<id>.csv, header + T rows x D columns)
-  # or .npy files [T, D]. Empty: use the embedded synthetic dataset.
-  data.feature_dir = ''
-  # MMAction2 annotation files (anet_anno_{train,val,test}.json).
-  data.ann_file_train = ''
-  data.ann_file_val = ''
-  data.ann_file_test = ''
-  # Where packed arrays (and the embedded dataset) are cached.
-  data.cache_dir = '~/.cache/tal_jax'
-  # Embedded dataset: number of train / val videos and its seed. The default
-  # is sized for a few minutes on a 2-core CPU; ':full' is ActivityNet-sized.
-  data.synthetic_train = 64
-  data.synthetic_val = 32
-  data.synthetic_seed = 0
-  # Skip (and count) videos whose features are missing or malformed instead
-  # of stopping with an error.
-  data.skip_bad_videos = False
+  # Data fields shared by every model: see tal_jax/data/pipeline.py.
+  config.data = data = pipeline.data_config()
 
   config.model = model = ml_collections.ConfigDict()
   # Number of temporal bins T the features are rescaled to.
@@ -76,28 +63,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # Videos per inference batch (MMAction2 handles one video at a time).
   test.batch_size = 32
 
-  config.train = train = ml_collections.ConfigDict()
-  # Global batch over all devices (MMAction2: 2 GPUs x 8 videos).
-  train.batch_size = 16
-  # MMAction2 computes the loss on each GPU's 8 videos and averages the
-  # gradients (DDP); tal_jax computes it on groups of this many videos, so the
-  # numbers are the same whatever the device count.
-  train.videos_per_loss = 8
-  train.num_epochs = 9
-  # Adam with L2 weight decay added to the gradient (torch.optim.Adam).
-  train.learning_rate = 1e-3
-  train.weight_decay = 1e-4
-  # Multiply the learning rate by `lr_gamma` at these epochs.
-  train.lr_milestones = (7,)
-  train.lr_gamma = 0.1
-  # Global gradient-norm clip.
-  train.grad_clip_norm = 40.0
-  # Scale the learning rate by batch_size / base_batch_size (linear scaling rule).
-  train.scale_lr = False
-  train.base_batch_size = 16
-  # Evaluate AR@AN on the validation split every this many epochs.
-  train.eval_every_epochs = 1
-  train.log_every_steps = 20
+  # Adam 1e-3, weight decay 1e-4, 9 epochs, x0.1 at epoch 7, 2 GPUs x 8 videos.
+  config.train = train = config_utils.train_config(
+      batch_size=16, num_epochs=9, learning_rate=1e-3, weight_decay=1e-4,
+      lr_milestones=(7,), videos_per_loss=8)
 
   if arg == 'full':
     data.synthetic_train = 9649

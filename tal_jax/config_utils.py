@@ -10,6 +10,36 @@ import ml_collections
 from tal_jax import errors
 
 
+def train_config(batch_size: int, num_epochs: int, learning_rate: float,
+                 weight_decay: float, lr_milestones: tuple[int, ...],
+                 videos_per_loss: int) -> ml_collections.ConfigDict:
+  """The `config.train` fields every model shares (defined only here)."""
+  train = ml_collections.ConfigDict()
+  # Global batch over all devices (MMAction2's GPUs x videos per GPU).
+  train.batch_size = batch_size
+  # MMAction2 computes the loss on each GPU's videos and averages the
+  # gradients (DDP); tal_jax computes it on groups of this many videos, so the
+  # numbers are the same whatever the device count.
+  train.videos_per_loss = videos_per_loss
+  train.num_epochs = num_epochs
+  # Adam with L2 weight decay added to the gradient (torch.optim.Adam).
+  train.learning_rate = learning_rate
+  train.weight_decay = weight_decay
+  # Multiply the learning rate by `lr_gamma` at these epochs (MultiStepLR).
+  train.lr_milestones = lr_milestones
+  train.lr_gamma = 0.1
+  # Global gradient-norm clip (MMAction2's clip_grad max_norm=40).
+  train.grad_clip_norm = 40.0
+  # Scale the learning rate by batch_size / base_batch_size (linear scaling
+  # rule), for a global batch other than MMAction2's.
+  train.scale_lr = False
+  train.base_batch_size = batch_size
+  # Evaluate AR@AN on the validation split every this many epochs.
+  train.eval_every_epochs = 1
+  train.log_every_steps = 20
+  return train
+
+
 def load_config(spec: str) -> ml_collections.ConfigDict:
   """Loads 'path/to/config.py[:arg]' by calling its get_config(arg)."""
   path, _, arg = spec.partition(':')

@@ -16,6 +16,7 @@ from tal_jax import checkpointing
 from tal_jax import errors
 from tal_jax import postprocess
 from tal_jax import runlog
+from tal_jax import tasks
 from tal_jax import train
 from tal_jax.data import pipeline
 
@@ -52,6 +53,9 @@ def results_json(proposals: dict[str, np.ndarray]) -> dict:
 def run_test(config: ml_collections.ConfigDict, workdir: str,
              quiet: bool = False) -> dict[str, float]:
   """Predicts config.data.ann_file_test and writes results.json + metrics.json."""
+  custom = tasks.get(config).run_test
+  if custom is not None:
+    return custom(config, workdir, quiet)
   progress = runlog.show_progress(quiet)
   videos = pipeline.load_split(config, 'test', progress)
   trainer = train.Trainer(config, steps_per_epoch=1)

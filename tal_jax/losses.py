@@ -113,3 +113,18 @@ def bmn_loss(confidence_map, start, end, iou_map_target, start_target,
       confidence_map, start, end, iou_map_target, start_target, end_target,
       bm_mask, jax.random.uniform(k_medium, shape),
       jax.random.uniform(k_low, shape))
+
+
+def grouped_loss(loss_fn, tensors, rng, group_size):
+  """Mean of `loss_fn` over consecutive groups of `group_size` videos.
+
+  MMAction2 computes each GPU's loss on its own videos and averages gradients;
+  grouping reproduces that on any device count. loss_fn(*tensors, rng) ->
+  (loss, metrics); each tensor is [B, ...] with B a multiple of group_size.
+  """
+  b = tensors[0].shape[0]
+  groups = b // group_size
+  split = [t.reshape((groups, group_size) + t.shape[1:]) for t in tensors]
+  keys = jax.random.split(rng, groups)
+  loss, metrics = jax.vmap(loss_fn)(*split, keys)
+  return loss.mean(), jax.tree.map(jnp.mean, metrics)

@@ -10,13 +10,13 @@ import os
 import sys
 
 from absl import app
-from absl import logging
 from absl import flags
 from ml_collections import config_flags
 
 import tal_jax  # noqa: F401  (sets XLA flags before JAX starts)
 from tal_jax import config_utils
 from tal_jax import errors
+from tal_jax import runlog
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. '
@@ -38,7 +38,7 @@ def enable_compilation_cache(cache_dir: str) -> None:
 
 
 def run(argv) -> None:
-  logging.set_verbosity(logging.ERROR)
+  runlog.quiet_libraries()
   if len(argv) > 1:
     raise errors.TalError(f'unexpected arguments: {" ".join(argv[1:])}')
   from tal_jax import infer  # pylint: disable=g-import-not-at-top

@@ -5,6 +5,13 @@ import sys
 import jax
 
 
+def quiet_libraries() -> None:
+  """Only errors from absl-logging libraries (Orbax logs every save at INFO
+  and a read-only restore at WARNING)."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.ERROR)
+
+
 def show_progress(quiet: bool) -> bool:
   """Progress bars: not under --quiet, not when stderr is not a terminal (CI
   logs stay readable), and only on process 0."""

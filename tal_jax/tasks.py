@@ -3,13 +3,20 @@
 A `ModelDef` bundles a model's pieces as plain functions, so `train.py` holds a
 single loop for every model:
 - build(config) -> flax module
-- split_arrays(videos, config) -> host arrays [N, ...]: 'features' and the labels,
+- init_inputs(config) -> an example input batch [1, ...] for `module.init`
+- train_arrays(videos, config) -> host arrays [N, ...]: 'inputs' and the labels,
   computed once per split (never per step)
-- loss(module, params, batch, rng, config) -> (scalar, metrics), pure and jittable
-- forward(module, params, features, config) -> model outputs, pure and jittable
-  (the device part of inference)
-- decode(outputs, config) -> (proposals [B, K, 3] normalised (start, end, score),
-  valid [B, K] bool) on the host (candidate decoding and soft-NMS)
+- eval_arrays(videos, config) -> host arrays [N, ...]: 'inputs' and whatever
+  `decode` needs
+- loss(module, params, batch, rng, config) -> (scalar, metrics), pure, jittable
+- forward(module, params, inputs, config) -> outputs, pure and jittable (the
+  device part of inference)
+- decode(outputs, batch, config) -> (proposals [B, K, 3] normalised (start, end,
+  score), valid [B, K] bool), on the host (candidate decoding and soft-NMS)
+- uses_features: whether the split's feature files are read (PEM reads PGM
+  outputs instead)
+- to_seconds(proposals, duration_frame, duration_second) -> [B, K, 3] seconds
+- run_test: a test mode of its own (TEM writes its outputs, not proposals)
 """
 
 import dataclasses
@@ -20,7 +27,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from tal_jax import bsn
 from tal_jax import losses
+from tal_jax import pgm
 from tal_jax import postprocess
 from tal_jax import targets
 from tal_jax.data import activitynet
@@ -31,43 +40,51 @@ from tal_jax.models import layers
 @dataclasses.dataclass(frozen=True)
 class ModelDef:
   build: Callable[[ml_collections.ConfigDict], Any]
-  split_arrays: Callable[[activitynet.VideoSet, ml_collections.ConfigDict],
+  init_inputs: Callable[[ml_collections.ConfigDict], np.ndarray]
+  train_arrays: Callable[[activitynet.VideoSet, ml_collections.ConfigDict],
                          dict[str, np.ndarray]]
+  eval_arrays: Callable[[activitynet.VideoSet, ml_collections.ConfigDict],
+                        dict[str, np.ndarray]]
   loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
   forward: Callable[..., Any]
   decode: Callable[..., tuple[np.ndarray, np.ndarray]]
+  uses_features: bool = True
+  to_seconds: Callable[..., np.ndarray] = postprocess.to_seconds
+  run_test: Callable[..., Any] | None = None
+
+
+def feature_inputs(config: ml_collections.ConfigDict) -> np.ndarray:
+  """[1, T, D] zeros: the example input of feature-based models."""
+  return np.zeros((1, config.model.temporal_dim, config.model.feat_dim),
+                  np.float32)
+
+
+def feature_arrays(videos: activitynet.VideoSet,
+                   config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+  del config
+  return {'inputs': videos.features}
+
+
+def apply_forward(module, params, inputs, config):
+  del config
+  return module.apply({'params': params}, inputs)
 
 
 def _bmn_build(config):
   return bmn.bmn_from_config(config)
 
 
-def _bmn_split_arrays(videos, config):
+def _bmn_train_arrays(videos, config):
   gt, gt_mask = targets.normalize_gt_batch(videos)
   iou_map, start, end = targets.bmn_targets_batch(
       gt, gt_mask, config.model.temporal_dim)
-  return {'features': np.asarray(videos.features, np.float32),
+  return {'inputs': np.asarray(videos.features, np.float32),
           'iou_map': iou_map.astype(np.float32),
           'start': start.astype(np.float32), 'end': end.astype(np.float32)}
 
 
-def grouped_loss(loss_fn, tensors, rng, group_size):
-  """Mean of `loss_fn` over consecutive groups of `group_size` videos.
-
-  MMAction2 computes each GPU's loss on its own videos and averages gradients;
-  grouping reproduces that on any device count. loss_fn(*tensors, rng) ->
-  (loss, metrics); each tensor is [B, ...] with B a multiple of group_size.
-  """
-  b = tensors[0].shape[0]
-  groups = b // group_size
-  split = [t.reshape((groups, group_size) + t.shape[1:]) for t in tensors]
-  keys = jax.random.split(rng, groups)
-  loss, metrics = jax.vmap(loss_fn)(*split, keys)
-  return loss.mean(), jax.tree.map(jnp.mean, metrics)
-
-
 def _bmn_loss(module, params, batch, rng, config):
-  conf, start, end = module.apply({'params': params}, batch['features'])
+  conf, start, end = module.apply({'params': params}, batch['inputs'])
   mask = jnp.asarray(layers.bm_valid_mask(config.model.temporal_dim))
 
   def one_group(c, s, e, iou, st, en, key):
@@ -76,15 +93,12 @@ def _bmn_loss(module, params, batch, rng, config):
   tensors = (conf.astype(jnp.float32), start.astype(jnp.float32),
              end.astype(jnp.float32), batch['iou_map'], batch['start'],
              batch['end'])
-  return grouped_loss(one_group, tensors, rng, config.train.videos_per_loss)
+  return losses.grouped_loss(one_group, tensors, rng,
+                             config.train.videos_per_loss)
 
 
-def _bmn_forward(module, params, features, config):
-  del config
-  return module.apply({'params': params}, features)
-
-
-def _bmn_decode(outputs, config):
+def _bmn_decode(outputs, batch, config):
+  del batch
   conf, start, end = outputs
   cand = postprocess.decode_bmn(conf, start, end)
   t = config.test
@@ -95,9 +109,20 @@ def _bmn_decode(outputs, config):
 
 
 MODELS = {
-    'bmn': ModelDef(build=_bmn_build, split_arrays=_bmn_split_arrays,
-                    loss=_bmn_loss, forward=_bmn_forward,
+    'bmn': ModelDef(build=_bmn_build, init_inputs=feature_inputs,
+                    train_arrays=_bmn_train_arrays, eval_arrays=feature_arrays,
+                    loss=_bmn_loss, forward=apply_forward,
                     decode=_bmn_decode),
+    'bsn_tem': ModelDef(build=bsn.tem_build, init_inputs=feature_inputs,
+                        train_arrays=bsn.tem_train_arrays,
+                        eval_arrays=feature_arrays, loss=bsn.tem_loss_fn,
+                        forward=apply_forward, decode=bsn.tem_decode,
+                        run_test=bsn.run_tem_test),
+    'bsn_pem': ModelDef(build=bsn.pem_build, init_inputs=bsn.pem_init_inputs,
+                        train_arrays=bsn.pem_train_arrays,
+                        eval_arrays=bsn.pem_eval_arrays, loss=bsn.pem_loss_fn,
+                        forward=apply_forward, decode=bsn.pem_decode,
+                        uses_features=False, to_seconds=pgm.to_seconds),
 }
 
 

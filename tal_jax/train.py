@@ -60,9 +60,10 @@ def create_optimizer(config: ml_collections.ConfigDict,
       optax.scale_by_learning_rate(lr_fn))
 
 
-def init_params(module, config: ml_collections.ConfigDict, rng: jax.Array):
-  t, d = config.model.temporal_dim, config.model.feat_dim
-  return module.init(rng, jnp.zeros((1, t, d), jnp.float32))['params']
+def init_params(module, model_def: tasks.ModelDef,
+                config: ml_collections.ConfigDict, rng: jax.Array):
+  inputs = jnp.asarray(model_def.init_inputs(config))
+  return module.init(rng, inputs)['params']
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
@@ -113,34 +114,55 @@ class Trainer:
     self.replicated = repl
 
   def init_state(self, rng: jax.Array) -> TrainState:
-    params = jax.jit(functools.partial(init_params, self.module, self.config),
+    params = jax.jit(functools.partial(init_params, self.module,
+                                       self.model_def, self.config),
                      out_shardings=self.replicated)(rng)
     opt_state = jax.jit(self.tx.init, out_shardings=self.replicated)(params)
     return TrainState(jnp.zeros((), jnp.int32), params, opt_state)
 
 
-def predict_split(trainer: Trainer, params, videos: activitynet.VideoSet,
-                  batch_size: int, progress: bool = False) -> dict[str, np.ndarray]:
-  """Proposals in seconds for every video: {name: [K, 3] (start, end, score)}."""
+def forward_batches(trainer: Trainer, params, arrays: dict[str, np.ndarray],
+                    batch_size: int, progress: bool = False):
+  """Runs the model over arrays['inputs'] in order, data-parallel.
+
+  Yields (idx [b], outputs (host numpy, b rows), host arrays of those rows);
+  the last batch is padded to a fixed shape (no recompilation) and cut back.
+  """
   n_dev = trainer.mesh.devices.size
   batch_size = max(n_dev, batch_size // n_dev * n_dev)
-  batches = pipeline.eval_batches(len(videos), batch_size)
+  batches = pipeline.eval_batches(len(arrays['inputs']), batch_size)
   if progress:
     from tqdm import tqdm  # pylint: disable=g-import-not-at-top
     batches = tqdm(batches, desc='inference', leave=False)
-  out = {}
+  for idx in batches:
+    padded = np.concatenate([idx, np.full(batch_size - len(idx), idx[-1])])
+    host = _gather(arrays, padded)
+    inputs = parallel.shard_batch(
+        {'x': np.asarray(host['inputs'])[parallel.host_slice(batch_size)]},
+        trainer.mesh, batch_size)['x']
+    outputs = jax.device_get(trainer.forward(params, inputs))
+    outputs = jax.tree.map(lambda x: np.asarray(x)[:len(idx)], outputs)
+    yield idx, outputs, {k: np.asarray(v)[:len(idx)] for k, v in host.items()}
+
+
+def predict_split(trainer: Trainer, params, videos: activitynet.VideoSet,
+                  batch_size: int, progress: bool = False,
+                  arrays: dict[str, np.ndarray] | None = None
+                  ) -> dict[str, np.ndarray]:
+  """Proposals in seconds for every video: {name: [K, 3] (start, end, score)}.
+
+  `arrays` are the split's eval arrays (computed from `videos` when None).
+  """
+  model_def, config = trainer.model_def, trainer.config
+  if arrays is None:
+    arrays = model_def.eval_arrays(videos, config)
   frames = videos.field('duration_frame')
   seconds = videos.field('duration_second')
-  for idx in batches:
-    feats = np.zeros((batch_size,) + videos.features.shape[1:], np.float32)
-    feats[:len(idx)] = videos.features[idx]
-    feats = parallel.shard_batch(
-        {'x': feats[parallel.host_slice(batch_size)]}, trainer.mesh,
-        batch_size)['x']
-    outputs = jax.device_get(trainer.forward(params, feats))
-    outputs = jax.tree.map(lambda x: np.asarray(x)[:len(idx)], outputs)
-    props, valid = trainer.model_def.decode(outputs, trainer.config)
-    secs = postprocess.to_seconds(props, frames[idx], seconds[idx])
+  out = {}
+  for idx, outputs, host in forward_batches(trainer, params, arrays,
+                                            batch_size, progress):
+    props, valid = model_def.decode(outputs, host, config)
+    secs = model_def.to_seconds(props, frames[idx], seconds[idx])
     for j, i in enumerate(idx):
       out[videos.names[i]] = secs[j][valid[j]]
   return out
@@ -160,10 +182,14 @@ def _gather(arrays: dict[str, np.ndarray], idx: np.ndarray) -> dict:
 
 
 def _check_finite(metrics: dict[str, float], step: int) -> None:
-  if not math.isfinite(metrics['loss']):
-    raise errors.TalError(
-        f'loss is {metrics["loss"]} at step {step}: training stopped; the '
-        'last checkpoint in the workdir is intact')
+  """TalError on a NaN/inf loss or gradient norm (a finite loss with an inf
+  gradient would still make the parameters NaN). Called at every log step and
+  at each epoch's last step, so NaN parameters are never checkpointed."""
+  for key in ('loss', 'grad_norm'):
+    if key in metrics and not math.isfinite(metrics[key]):
+      raise errors.TalError(
+          f'{key} is {metrics[key]} at step {step}: training stopped; the '
+          'last checkpoint in the workdir is intact')
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -175,15 +201,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """
   from tal_jax import runlog  # pylint: disable=g-import-not-at-top
   progress = runlog.show_progress(quiet)
+  model_def = tasks.get(config)
   train_set = pipeline.load_split(config, 'train', progress)
   val_set = pipeline.load_split(config, 'val', progress)
+  arrays = model_def.train_arrays(train_set, config)
+  val_arrays = model_def.eval_arrays(val_set, config)
   bs = config.train.batch_size
-  steps_per_epoch = len(train_set) // bs
+  num_train = len(arrays['inputs'])
+  steps_per_epoch = num_train // bs
   if steps_per_epoch == 0:
-    raise errors.TalError(f'the training split has {len(train_set)} videos, '
+    raise errors.TalError(f'the training split has {num_train} videos, '
                           f'fewer than config.train.batch_size={bs}')
   trainer = Trainer(config, steps_per_epoch)
-  arrays = trainer.model_def.split_arrays(train_set, config)
   root = jax.random.key(config.seed)
   init_rng, step_rng = jax.random.split(root)
   state = trainer.init_state(init_rng)
@@ -210,7 +239,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if ((epoch + 1) % config.train.eval_every_epochs == 0 or
         epoch + 1 == config.train.num_epochs):
       props = predict_split(trainer, state.params, val_set,
-                            config.test.batch_size)
+                            config.test.batch_size, arrays=val_arrays)
       metrics = evaluate_proposals(val_set, props)
       writer.write(int(state.step), metrics, epoch=epoch + 1, split='val')
       runlog.info(f'epoch {epoch + 1}: ' + runlog.format_metrics(metrics),
@@ -227,7 +256,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 def _train_epoch(trainer, state, arrays, rng, epoch, writer, progress):
   config = trainer.config
   bs = config.train.batch_size
-  n = len(arrays['features'])
+  n = len(arrays['inputs'])
   batches = pipeline.epoch_batches(config.seed, epoch, n, bs)
   it = range(len(batches))
   bar = None

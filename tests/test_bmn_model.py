@@ -109,7 +109,7 @@ def test_from_config_tiny_preset():
                                     ':tiny')
   model = bmn.bmn_from_config(config)
   assert (model.temporal_dim, model.feat_dim, model.hidden_dim_3d,
-          model.bm_layer) == (16, 400, 16, 'dense')
+          model.bm_layer) == (16, 400, 16, 'reassociated')
   assert bmn.BMN.from_config(config.model) == model
   with pytest.raises(ValueError, match='expects features'):
     model.init(jax.random.key(0), jnp.zeros((1, 16, 24)))

@@ -17,7 +17,7 @@ from tal_jax import checkpointing
 from tal_jax import config_utils
 from tal_jax import errors
 from tal_jax import infer
-from tal_jax import tasks
+from tal_jax import losses
 from tal_jax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -152,7 +152,7 @@ def test_grouped_loss_is_mean_of_group_losses():
 
   x = jnp.arange(12.0).reshape(4, 3)
   rng = jax.random.key(3)
-  got, _ = tasks.grouped_loss(loss_fn, (x,), rng, 2)
+  got, _ = losses.grouped_loss(loss_fn, (x,), rng, 2)
   keys = jax.random.split(rng, 2)
   want = (loss_fn(x[:2], keys[0])[0] + loss_fn(x[2:], keys[1])[0]) / 2
   np.testing.assert_allclose(float(got), float(want), rtol=1e-6)

@@ -1,8 +1,8 @@
 """Splits for training and evaluation: loading, labels once per split, batching.
 
-`load_splits(config)` returns the train / val / test VideoSets: from
-`config.data.feature_dir` and the `ann_file_*` fields, or, when `feature_dir` is
-empty, from the embedded synthetic dataset (generated once into the cache).
+`load_split(config, split)` returns the train / val / test VideoSet: from
+`config.data.feature_dir` and the `ann_file_*` fields, or, when no data path
+is set, from the embedded synthetic dataset (generated once into the cache).
 
 Batches are drawn by index from arrays held in memory: `epoch_order(seed,
 epoch, n)` is the shuffled order of an epoch, so a resumed run repeats exactly
@@ -13,37 +13,96 @@ sets drop_last=True).
 import ml_collections
 import numpy as np
 
+from tal_jax import errors
 from tal_jax.data import activitynet
 from tal_jax.data import synthetic
 
 
-def _data_paths(config: ml_collections.ConfigDict, progress: bool) -> dict:
+def data_config(synthetic_test_split: str = 'val') -> ml_collections.ConfigDict:
+  """The `config.data` fields every model's config shares (defined only here)."""
+  data = ml_collections.ConfigDict()
+  # Folder of MMAction2 feature CSVs (v_<id>.csv, header + T rows x D columns)
+  # or .npy files [T, D]. Empty: use the embedded synthetic dataset.
+  data.feature_dir = ''
+  # MMAction2 annotation files (anet_anno_{train,val,test}.json).
+  data.ann_file_train = ''
+  data.ann_file_val = ''
+  data.ann_file_test = ''
+  # Where packed arrays (and the embedded dataset) are cached.
+  data.cache_dir = '~/.cache/tal_jax'
+  # Embedded dataset: number of train / val videos and its seed. The default
+  # is sized for a few minutes of BMN on a 2-core CPU; ':full' presets are
+  # ActivityNet-sized.
+  data.synthetic_train = 64
+  data.synthetic_val = 32
+  data.synthetic_seed = 0
+  # Which embedded split --mode=test reads: 'val', or 'full' (train + val, as
+  # MMAction2's TEM test on anet_anno_full.json).
+  data.synthetic_test_split = synthetic_test_split
+  # Skip (and count) videos whose features are missing or malformed instead
+  # of stopping with an error.
+  data.skip_bad_videos = False
+  # BSN PEM: the folder tal_jax.tools.bsn_proposal_generation wrote
+  # (pgm_train.npz, pgm_test.npz).
+  data.pgm_dir = ''
+  return data
+
+
+def use_embedded(config: ml_collections.ConfigDict) -> bool:
+  """The embedded set is used when no data path at all is configured."""
+  d = config.data
+  return not (d.feature_dir or d.ann_file_train or d.ann_file_val or
+              d.ann_file_test)
+
+
+def annotation_paths(config: ml_collections.ConfigDict,
+                     temporal_dim: int | None = None,
+                     progress: bool = False) -> dict[str, str]:
+  """ann_file_{train,val,test} (and feature_dir) of the config.
+
+  For the embedded set, generates its annotations and, when `temporal_dim` is
+  given, its features at that T.
+  """
   data = config.data
-  if data.feature_dir:
+  if not use_embedded(config):
     return {'feature_dir': data.feature_dir,
             'ann_file_train': data.ann_file_train,
             'ann_file_val': data.ann_file_val,
             'ann_file_test': data.ann_file_test or data.ann_file_val}
   paths = synthetic.ensure_dataset(
       data.cache_dir, data.synthetic_train, data.synthetic_val,
-      data.synthetic_seed, config.model.temporal_dim, progress)
-  paths['ann_file_test'] = paths['ann_file_val']
+      data.synthetic_seed, temporal_dim, progress)
+  paths['ann_file_test'] = paths[f'ann_file_{data.synthetic_test_split}']
   return paths
 
 
 def load_split(config: ml_collections.ConfigDict, split: str,
                progress: bool = False) -> activitynet.VideoSet:
   """One split ('train', 'val' or 'test') as a VideoSet (packed on first use)."""
-  paths = _data_paths(config, progress)
+  features = _uses_features(config)
+  paths = annotation_paths(
+      config, config.model.temporal_dim if features else None, progress)
   ann_file = paths[f'ann_file_{split}']
   if not ann_file:
-    from tal_jax import errors  # pylint: disable=g-import-not-at-top
-    raise errors.TalError(f'config.data.ann_file_{split} is empty but '
-                          'config.data.feature_dir is set')
+    raise errors.TalError(f'config.data.ann_file_{split} is empty (set it, or '
+                          'no data path at all for the embedded dataset)')
+  if not features:
+    records = activitynet.load_annotations(ann_file)
+    names = sorted(records)
+    return activitynet.VideoSet(names, np.zeros((len(names), 0), np.float32),
+                                [records[n] for n in names])
+  if not paths['feature_dir']:
+    raise errors.TalError('config.data.feature_dir is empty but annotation '
+                          'files are set')
   return activitynet.load_split(
       paths['feature_dir'], ann_file, config.data.cache_dir,
       config.model.temporal_dim, config.model.feat_dim,
       config.data.skip_bad_videos, progress)
+
+
+def _uses_features(config: ml_collections.ConfigDict) -> bool:
+  from tal_jax import tasks  # pylint: disable=g-import-not-at-top
+  return tasks.get(config).uses_features
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:

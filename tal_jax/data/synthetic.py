@@ -123,39 +123,65 @@ def _write_video(args) -> None:
       path, video_features(record, class_index, temporal_dim, rng))
 
 
-def dataset_dir(cache_dir: str, num_train: int, num_val: int, seed: int,
-                temporal_dim: int) -> str:
+def dataset_dir(cache_dir: str, num_train: int, num_val: int, seed: int) -> str:
   return os.path.join(os.path.expanduser(cache_dir), 'synthetic',
-                      f'anet_T{temporal_dim}_{num_train}x{num_val}_s{seed}')
+                      f'anet_{num_train}x{num_val}_s{seed}')
+
+
+def _write_annotations(root: str, num_train: int, num_val: int,
+                       seed: int) -> dict[str, dict[str, Any]]:
+  """anet_anno_{train,val,full}.json (full = train + val); returns the splits."""
+  splits = {s: pick_records(s, n, seed)
+            for s, n in (('train', num_train), ('val', num_val))}
+  full = {**splits['train'], **splits['val']}
+  for name, records in (*splits.items(), ('full', full)):
+    path = os.path.join(root, f'anet_anno_{name}.json')
+    if not os.path.isfile(path):
+      errors.write_json(path, records)
+  return splits
 
 
 def ensure_dataset(cache_dir: str, num_train: int, num_val: int, seed: int,
-                   temporal_dim: int = 100, progress: bool = False) -> dict[str, str]:
+                   temporal_dim: int | None = 100,
+                   progress: bool = False) -> dict[str, str]:
   """Writes the synthetic set once; returns its feature_dir and ann_file_* paths.
 
-  Output (MMAction2's layout): <dir>/csv_mean_<T>/v_<id>.csv and
-  <dir>/anet_anno_{train,val}.json. A finished set is marked by a DONE file;
-  an interrupted generation is resumed (existing CSVs are kept).
+  Output (MMAction2's layout): <dir>/anet_anno_{train,val,full}.json and, unless
+  `temporal_dim` is None (annotations only), <dir>/csv_mean_<T>/v_<id>.csv. A
+  finished feature folder is marked by a DONE file; an interrupted generation
+  is resumed (existing CSVs are kept).
   """
-  root = dataset_dir(cache_dir, num_train, num_val, seed, temporal_dim)
-  paths = {'feature_dir': os.path.join(root, f'csv_mean_{temporal_dim}'),
-           'ann_file_train': os.path.join(root, 'anet_anno_train.json'),
-           'ann_file_val': os.path.join(root, 'anet_anno_val.json')}
-  if os.path.isfile(os.path.join(root, 'DONE')):
+  root = dataset_dir(cache_dir, num_train, num_val, seed)
+  os.makedirs(root, exist_ok=True)
+  paths = {f'ann_file_{s}': os.path.join(root, f'anet_anno_{s}.json')
+           for s in ('train', 'val', 'full')}
+  splits = _write_annotations(root, num_train, num_val, seed)
+  if temporal_dim is None:
+    return paths
+  paths['feature_dir'] = os.path.join(root, f'csv_mean_{temporal_dim}')
+  done = os.path.join(paths['feature_dir'], 'DONE')
+  if os.path.isfile(done):
     return paths
   os.makedirs(paths['feature_dir'], exist_ok=True)
   shipped = embedded_records()
   class_index = {c: i for i, c in enumerate(
       class_names({**shipped['training'], **shipped['validation']}))}
   jobs = []
-  for split, num in (('train', num_train), ('val', num_val)):
-    records = pick_records(split, num, seed)
-    errors.write_json(paths[f'ann_file_{split}'], records)
+  for split, records in splits.items():
     for i, (name, rec) in enumerate(records.items()):
       path = os.path.join(paths['feature_dir'], name + '.csv')
       if not os.path.isfile(path):
         jobs.append((path, rec, class_index, temporal_dim,
                      [seed, len(split), i]))
+  _run_jobs(jobs, progress)
+  errors.write_text(done, 'ok\n')
+  return paths
+
+
+def _run_jobs(jobs: list, progress: bool) -> None:
+  """Writes the CSVs of `jobs` in worker processes."""
+  if not jobs:
+    return
   # 'spawn': the caller may already run JAX threads, which fork would copy.
   context = multiprocessing.get_context('spawn')
   workers = max(1, min(len(jobs), os.cpu_count() or 1))
@@ -166,5 +192,3 @@ def ensure_dataset(cache_dir: str, num_train: int, num_val: int, seed: int,
       results = tqdm(results, total=len(jobs), desc='generating embedded set')
     for _ in results:
       pass
-  errors.write_text(os.path.join(root, 'DONE'), 'ok\n')
-  return paths

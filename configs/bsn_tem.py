@@ -1,0 +1,74 @@
+r"""BSN stage 1, TEM (MMAction2 1.2.0 `bsn_tem_1xb16-400x100-20e_activitynet-feature.py`).
+
+Usage:
+  python -m tal_jax.main --config=configs/bsn_tem.py --workdir=work_dirs/bsn/tem
+  # TEM outputs for every video (the test split: train + val), for PGM:
+  python -m tal_jax.main --config=configs/bsn_tem.py --workdir=work_dirs/bsn/tem --mode=test
+Real data: the same --config.data.* fields as configs/bmn.py, with
+--config.data.ann_file_test=.../anet_anno_full.json (as MMAction2).
+Presets: '' (embedded dataset), 'full' (ActivityNet-sized), 'tiny' (tests).
+"""
+
+import ml_collections
+
+from tal_jax import config_utils
+from tal_jax.data import pipeline
+
+
+def get_config(arg: str = '') -> ml_collections.ConfigDict:
+  """Returns the TEM config; `arg` is '', 'full' or 'tiny'."""
+  config = ml_collections.ConfigDict()
+  config.model_name = 'bsn_tem'
+  # Root of all randomness (init, shuffling).
+  config.seed = 0
+  # Compute dtype ('float32' or 'bfloat16'); parameters stay float32.
+  config.dtype = 'float32'
+  # Checkpoint to restore for --mode=test; empty means the best one in workdir.
+  config.checkpoint = ''
+  # Data fields shared by every model; TEM's test split is every video.
+  config.data = data = pipeline.data_config(synthetic_test_split='full')
+
+  config.model = model = ml_collections.ConfigDict()
+  # T temporal bins and D feature channels (MMAction2 temporal_dim, tem_feat_dim).
+  model.temporal_dim = 100
+  model.feat_dim = 400
+  # tem_hidden_dim.
+  model.hidden_dim = 512
+  # Boundary regions are max(1/T, boundary_ratio * gt length) wide.
+  model.boundary_ratio = 0.1
+  # Labels above this count as positives in the logistic loss.
+  model.tem_match_threshold = 0.5
+  # Weight of the action term of the loss.
+  model.loss_weight = 2.0
+
+  config.test = test = ml_collections.ConfigDict()
+  # Videos per inference batch.
+  test.batch_size = 32
+  # Per-epoch evaluation: AR@AN of PGM candidates (peaks above this fraction
+  # of the maximum) ranked by start x end score, top k per video.
+  test.peak_threshold = 0.5
+  test.post_process_top_k = 100
+  # --mode=test also writes MMAction2's tem_results/<video>.csv files.
+  test.write_csv = False
+
+  # Adam 1e-3, weight decay 1e-4, 20 epochs, x0.1 at 7 and 14, 1 GPU x 16.
+  config.train = train = config_utils.train_config(
+      batch_size=16, num_epochs=20, learning_rate=1e-3, weight_decay=1e-4,
+      lr_milestones=(7, 14), videos_per_loss=16)
+
+  if arg == 'full':
+    data.synthetic_train = 9649
+    data.synthetic_val = 4728
+  elif arg == 'tiny':
+    data.synthetic_train = 16
+    data.synthetic_val = 8
+    model.temporal_dim = 16
+    model.hidden_dim = 16
+    train.batch_size = 4
+    train.videos_per_loss = 4
+    train.num_epochs = 2
+    train.lr_milestones = (1,)
+  elif arg:
+    raise ValueError(f"configs/bsn_tem.py: unknown preset '{arg}' "
+                     "(use '', 'full' or 'tiny')")
+  return config

@@ -1,0 +1,98 @@
+r"""The whole BSN chain in one command: TEM -> PGM -> PEM, train and test.
+
+  python -m tal_jax.tools.bsn_pipeline --workdir=work_dirs/bsn
+  python -m tal_jax.tools.bsn_pipeline --workdir=work_dirs/bsn \
+      --feature_dir=data/ActivityNet/csv_mean_100 \
+      --ann_file_train=data/ActivityNet/anet_anno_train.json \
+      --ann_file_val=data/ActivityNet/anet_anno_val.json \
+      --ann_file_full=data/ActivityNet/anet_anno_full.json
+
+Runs, with configs/bsn_{tem,pgm,pem}.py:
+  1. TEM training in <workdir>/tem, then TEM --mode=test over every video
+     (tem_results.npz);
+  2. PGM in train and test mode into <workdir>/pgm;
+  3. PEM training in <workdir>/pem, then PEM --mode=test: <workdir>/pem/
+     results.json and metrics.json (AR@AN, AUC).
+Each step is the documented single command (see README), so a stopped chain can
+be resumed step by step; re-running this command resumes training stages from
+their latest checkpoints.
+"""
+
+import argparse
+import json
+import os
+
+import tal_jax  # noqa: F401
+from tal_jax import config_utils
+from tal_jax import errors
+from tal_jax import infer
+from tal_jax import runlog
+from tal_jax import train
+from tal_jax.tools import bsn_proposal_generation
+
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), 'configs')
+
+
+def stage_config(name: str, preset: str, args) -> object:
+  """configs/bsn_<name>.py[:preset] with the command's data paths."""
+  spec = os.path.join(CONFIGS, f'bsn_{name}.py')
+  config = config_utils.load_config(f'{spec}:{preset}' if preset else spec)
+  data = config.data
+  data.cache_dir = args.cache_dir
+  if args.feature_dir or args.ann_file_train:
+    data.feature_dir = args.feature_dir
+    data.ann_file_train = args.ann_file_train
+    data.ann_file_val = args.ann_file_val
+    data.ann_file_test = (args.ann_file_full if name == 'tem' else
+                          args.ann_file_val)
+  return config
+
+
+def run_pipeline(args) -> dict[str, float]:
+  """Runs the six steps; returns PEM's test metrics."""
+  tem_dir = os.path.join(args.workdir, 'tem')
+  pgm_dir = os.path.join(args.workdir, 'pgm')
+  pem_dir = os.path.join(args.workdir, 'pem')
+  tem = stage_config('tem', args.preset, args)
+  config_utils.check_workdir(tem_dir)
+  config_utils.save_config(tem, tem_dir)
+  train.train_and_evaluate(tem, tem_dir, args.quiet)
+  infer.run_test(tem, tem_dir, args.quiet)
+  pgm = stage_config('pgm', args.preset, args)
+  for mode in ('train', 'test'):
+    bsn_proposal_generation.generate(pgm, tem_dir, pgm_dir, mode)
+  pem = stage_config('pem', args.preset, args)
+  pem.data.pgm_dir = pgm_dir
+  config_utils.check_workdir(pem_dir)
+  config_utils.save_config(pem, pem_dir)
+  train.train_and_evaluate(pem, pem_dir, args.quiet)
+  return infer.run_test(pem, pem_dir, args.quiet)
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--workdir', required=True)
+  parser.add_argument('--preset', default='', choices=['', 'full', 'tiny'],
+                      help="configs' preset ('' = embedded default dataset)")
+  parser.add_argument('--cache_dir', default='~/.cache/tal_jax')
+  parser.add_argument('--feature_dir', default='')
+  parser.add_argument('--ann_file_train', default='')
+  parser.add_argument('--ann_file_val', default='')
+  parser.add_argument('--ann_file_full', default='',
+                      help='every video (TEM --mode=test), as MMAction2')
+  parser.add_argument('--quiet', action='store_true')
+  args = parser.parse_args(argv)
+  if (args.feature_dir or args.ann_file_train) and not all(
+      (args.feature_dir, args.ann_file_train, args.ann_file_val,
+       args.ann_file_full)):
+    raise errors.TalError('real data needs --feature_dir, --ann_file_train, '
+                          '--ann_file_val and --ann_file_full')
+  runlog.quiet_libraries()
+  metrics = run_pipeline(args)
+  print(json.dumps(metrics, indent=2))
+
+
+if __name__ == '__main__':
+  errors.run_cli(main)

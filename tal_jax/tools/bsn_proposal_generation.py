@@ -1,0 +1,73 @@
+r"""BSN's PGM stage: candidate proposals and BSP features from TEM results.
+
+  python -m tal_jax.tools.bsn_proposal_generation --config=configs/bsn_pgm.py \
+      --tem-dir=work_dirs/bsn/tem --out-dir=work_dirs/bsn/pgm --mode=train
+  python -m tal_jax.tools.bsn_proposal_generation --config=configs/bsn_pgm.py \
+      --tem-dir=work_dirs/bsn/tem --out-dir=work_dirs/bsn/pgm --mode=test
+
+As MMAction2's tools/misc/bsn_proposal_generation.py: train mode processes the
+videos of config.data.ann_file_train (top 500 BSP features), test mode those of
+ann_file_val (top 1000); videos without annotations are skipped. Writes
+<out-dir>/pgm_<mode>.npz; --mmaction2-files also writes MMAction2's
+pgm_proposals/<video>.csv and pgm_features/<video>.npy under <out-dir>.
+"""
+
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+import tal_jax  # noqa: F401
+from tal_jax import bsn
+from tal_jax import config_utils
+from tal_jax import errors
+from tal_jax import runlog
+from tal_jax.data import activitynet
+from tal_jax.data import pipeline
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'configs/bsn_pgm.py[:preset]',
+                                lock_config=True)
+flags.DEFINE_string('tem_dir', None, 'TEM workdir holding tem_results.npz.')
+flags.DEFINE_string('out_dir', None, 'Where pgm_<mode>.npz is written.')
+flags.DEFINE_enum('mode', 'test', ['train', 'test'], 'train or test split.')
+flags.DEFINE_bool('mmaction2_files', False, "Also write MMAction2's "
+                  'pgm_proposals/*.csv and pgm_features/*.npy.')
+
+
+def generate(config, tem_dir: str, out_dir: str, mode: str,
+             mmaction2_files: bool = False) -> str:
+  """Runs PGM for `mode`; returns the path of pgm_<mode>.npz."""
+  split = 'train' if mode == 'train' else 'val'
+  paths = pipeline.annotation_paths(config)
+  records = activitynet.load_annotations(paths[f'ann_file_{split}'])
+  tem = bsn.load_tem_results(os.path.join(tem_dir, bsn.TEM_RESULTS))
+  top_k = config.pgm.train_top_k if mode == 'train' else config.pgm.test_top_k
+  out = os.path.join(out_dir, f'pgm_{mode}.npz')
+  start = time.time()
+  count = bsn.run_pgm(tem, records, out, top_k, config.pgm,
+                      out_dir if mmaction2_files else '')
+  print(f'PGM {mode}: {count} videos in {time.time() - start:.1f} s -> {out}')
+  return out
+
+
+def run(argv) -> None:
+  runlog.quiet_libraries()
+  if len(argv) > 1:
+    raise errors.TalError(f'unexpected arguments: {" ".join(argv[1:])}')
+  if not FLAGS.tem_dir or not FLAGS.out_dir:
+    raise errors.TalError('--tem_dir and --out_dir are required')
+  generate(FLAGS.config, FLAGS.tem_dir, FLAGS.out_dir, FLAGS.mode,
+           FLAGS.mmaction2_files)
+
+
+def main() -> None:
+  argv = config_utils.explain_config_errors(sys.argv)
+  app.run(lambda a: errors.run_cli(lambda: run(a)), argv=argv)
+
+
+if __name__ == '__main__':
+  main()
