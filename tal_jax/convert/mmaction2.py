@@ -264,3 +264,51 @@ def bmn_params_from_state_dict(state_dict: Mapping[str, np.ndarray], config,
 def load_bmn_checkpoint(path: str, config) -> dict:
   """`load_pth` + `bmn_params_from_state_dict`; returns BMN params."""
   return bmn_params_from_state_dict(load_pth(path), config, source=path)
+
+
+def expected_param_shapes(config) -> dict[str, tuple[int, ...]]:
+  """{'layer/kernel': shape} of the config's model, from an abstract init."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from tal_jax import tasks  # pylint: disable=g-import-not-at-top
+  model_def = tasks.get(config)
+  module = model_def.build(config)
+  shapes = jax.eval_shape(module.init, jax.random.key(0),
+                          model_def.init_inputs(config))['params']
+  return {'/'.join(str(getattr(k, 'key', k)) for k in path): tuple(x.shape)
+          for path, x in jax.tree_util.tree_leaves_with_path(shapes)}
+
+
+def bsn_params_from_state_dict(state_dict: Mapping[str, np.ndarray], config,
+                               source: str = 'state dict') -> dict:
+  """Maps an MMAction2 TEM or PEM state dict onto tal_jax params (float32).
+
+  Raises:
+    TalError: missing or unexpected keys, or a shape the config rejects
+      (named in torch's terms, e.g. 'conv1.weight').
+  """
+  from tal_jax.models import bsn  # pylint: disable=g-import-not-at-top
+  params = bsn.params_from_state_dict(state_dict)
+  got = {f'{layer}/{kind}': np.shape(v) for layer, p in params.items()
+         for kind, v in p.items()}
+  want = expected_param_shapes(config)
+  torch_name = lambda k: k.replace('/kernel', '.weight').replace('/', '.')
+  missing = sorted(torch_name(k) for k in set(want) - set(got))
+  unexpected = sorted(torch_name(k) for k in set(got) - set(want))
+  if missing or unexpected:
+    raise TalError(f'checkpoint {source}: missing keys {missing}, unexpected '
+                   f'keys {unexpected} for {config.model_name}')
+  for key in sorted(want):
+    if got[key] != want[key]:
+      raise TalError(f'checkpoint {source}: {torch_name(key)} gives shape '
+                     f'{got[key]} but config expects {want[key]}')
+  return params
+
+
+def load_checkpoint(path: str, config) -> dict:
+  """Params of `config.model_name` ('bmn', 'bsn_tem', 'bsn_pem') from a .pth."""
+  if config.model_name == 'bmn':
+    return load_bmn_checkpoint(path, config)
+  if config.model_name in ('bsn_tem', 'bsn_pem'):
+    return bsn_params_from_state_dict(load_pth(path), config, source=path)
+  raise TalError(f'cannot import a {config.model_name!r} checkpoint (BMN, '
+                 'BSN TEM and BSN PEM are supported)')

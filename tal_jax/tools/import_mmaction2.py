@@ -1,10 +1,15 @@
-r"""Import an MMAction2 BMN checkpoint (.pth) into a tal_jax workdir (no torch needed).
+r"""Import an MMAction2 BMN, BSN TEM or BSN PEM checkpoint (.pth) into a workdir.
+
+No torch needed. The config names the model (configs/bmn.py, configs/bsn_tem.py,
+configs/bsn_pem.py).
 
 Usage:
   python -m tal_jax.tools.import_mmaction2 \
       --checkpoint bmn_400x100_2x8_9e_activitynet_feature_20200619-42a3b111.pth \
       --config configs/bmn.py --workdir /tmp/bmn_imported
   python -m tal_jax.main --config=configs/bmn.py --workdir=/tmp/bmn_imported --mode=test
+  python -m tal_jax.tools.import_mmaction2 --checkpoint tem_epoch_20.pth \
+      --config configs/bsn_tem.py --workdir work_dirs/bsn/tem
 
 The config's model widths must match the checkpoint; `--set model.feat_dim=2048`
 (repeatable) changes config fields before the check.
@@ -41,7 +46,8 @@ def _apply_overrides(config, overrides):
 
 def main(argv=None):
   parser = argparse.ArgumentParser(
-      description='Import an MMAction2 BMN .pth checkpoint into a workdir.')
+      description='Import an MMAction2 BMN / BSN TEM / BSN PEM .pth checkpoint '
+      'into a workdir.')
   parser.add_argument('--checkpoint', required=True,
                       help='MMAction2 .pth (torch.save zip or legacy format)')
   parser.add_argument('--config', required=True,
@@ -53,11 +59,8 @@ def main(argv=None):
   args = parser.parse_args(argv)
   config = config_utils.load_config(args.config)
   _apply_overrides(config, args.set)
-  if config.model_name != 'bmn':
-    raise TalError(f'{args.config}: model_name is {config.model_name!r}; '
-                   'only BMN checkpoints can be imported')
   print(f'reading {args.checkpoint}')
-  params = mmaction2.load_bmn_checkpoint(args.checkpoint, config)
+  params = mmaction2.load_checkpoint(args.checkpoint, config)
   path = checkpointing.save_params(args.workdir, params, config)
   print(f'saved {sum(v.size for p in params.values() for v in p.values()):,} '
         f'parameters to {path}')
