@@ -104,9 +104,9 @@ def run_mmaction2(path, num):
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   subprocess.run([REFENV, '-c', REF_SCRIPT, path, str(num), root], check=True)
   with np.load(path + '.out.npz') as res:
-    offsets = np.concatenate([[0], np.cumsum(res['counts'])])
-    rows = [res['rows'][a:b] for a, b in zip(offsets[:-1], offsets[1:])]
-    return float(res['elapsed']), rows
+    elapsed, counts, flat = float(res['elapsed']), res['counts'], res['rows']
+  offsets = np.concatenate([[0], np.cumsum(counts)])
+  return elapsed, [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
 
 
 def compare(mine, ref):
@@ -132,11 +132,15 @@ def main(argv=None):
   with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, 'inputs.npz')
     np.savez(path, maps=maps, start=start, end=end)
-    counts = np.asarray(postprocess._candidate_counts(start, end))  # pylint: disable=protected-access
+    counts = np.asarray(
+        postprocess._candidate_counts(start, end))  # pylint: disable=protected-access
+    print('timing tal_jax ...', file=sys.stderr, flush=True)
     cold, _ = run_tal_jax(maps, start, end, args.chunk)  # incl. compiles
     runs = [run_tal_jax(maps, start, end, args.chunk) for _ in range(3)]
     ours = sorted(r[0] for r in runs)[1]
     num_ref = min(args.ref_videos or args.videos, args.videos)
+    print(f'timing MMAction2 on {num_ref} videos ...', file=sys.stderr,
+          flush=True)
     ref_time, ref_rows = run_mmaction2(path, num_ref)
   same = compare(runs[0][1][:num_ref], ref_rows)
   ref_full = ref_time / num_ref * args.videos

@@ -33,6 +33,10 @@ def atomic_path(path: str, suffix: str = '') -> Iterator[str]:
   os.close(fd)
   try:
     yield tmp
+    # mkstemp makes the file private (0600); give it the usual permissions.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

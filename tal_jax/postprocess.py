@@ -115,8 +115,8 @@ def decode_bmn(confidence_map, start, end) -> BmnCandidates:
   """
   with jax.enable_x64(True):
     proposals, valid = _decode_batch(
-        jnp.asarray(confidence_map, jnp.float32), jnp.asarray(start, jnp.float32),
-        jnp.asarray(end, jnp.float32))
+        jnp.asarray(confidence_map, jnp.float32),
+        jnp.asarray(start, jnp.float32), jnp.asarray(end, jnp.float32))
   return BmnCandidates(proposals, valid)
 
 
@@ -312,7 +312,7 @@ def _nms_params(dtype, soft_nms_alpha, soft_nms_low_threshold,
 def _run_soft_nms(proposals, valid, soft_nms_alpha, soft_nms_low_threshold,
                   soft_nms_high_threshold, post_process_top_k, tie_break,
                   final_sort):
-  """Host wrapper: picks the loop length from the mask, calls the jitted batch."""
+  """Host wrapper: picks the loop length from the mask, calls the jit."""
   _check_tie_break(tie_break)
   valid = np.asarray(valid, bool)
   n = valid.shape[-1]

@@ -100,12 +100,10 @@ def _bmn_loss(module, params, batch, rng, config):
 def _bmn_decode(outputs, batch, config):
   del batch
   conf, start, end = outputs
-  cand = postprocess.decode_bmn(conf, start, end)
   t = config.test
-  props, valid = postprocess.post_processing(
-      cand.proposals, cand.valid, t.soft_nms_alpha, t.soft_nms_low_threshold,
+  return postprocess.bmn_post_processing(
+      conf, start, end, t.soft_nms_alpha, t.soft_nms_low_threshold,
       t.soft_nms_high_threshold, t.post_process_top_k)
-  return np.asarray(props), np.asarray(valid)
 
 
 MODELS = {

@@ -89,18 +89,22 @@ def test_decode_by_hand():
   np.testing.assert_array_equal(props[:, 2], want)
 
 
+@pytest.fixture(scope='module')
+def bmn_seconds(golden, candidates):
+  proposals, valid = postprocess.post_processing(candidates.proposals,
+                                                 candidates.valid, *BMN_NMS)
+  seconds = postprocess.to_seconds(proposals, golden['duration_frame'],
+                                   golden['duration_second'])
+  return seconds, np.asarray(valid)
+
+
 @pytest.mark.parametrize('video', range(7))
-def test_post_processing_matches_mmaction2(golden, candidates, video):
+def test_post_processing_matches_mmaction2(golden, bmn_seconds, video):
   if not _numpy_sorts_like_reference(golden, video):
     pytest.skip("this numpy's unstable argsort orders the ties differently")
-  proposals, valid = postprocess.post_processing(
-      candidates.proposals[video:video + 1], candidates.valid[video:video + 1],
-      *BMN_NMS)
-  seconds = postprocess.to_seconds(proposals, golden['duration_frame'][video:
-                                                                      video + 1],
-                                   golden['duration_second'][video:video + 1])
+  seconds, valid = bmn_seconds
   ref = _split(golden['final'], golden['final_counts'])[video]
-  _assert_same_proposals(seconds[0], valid[0], ref, f'video {video}')
+  _assert_same_proposals(seconds[video], valid[video], ref, f'video {video}')
 
 
 def test_batched_equals_per_video(candidates):
@@ -208,11 +212,8 @@ def test_to_seconds_factor():
                                          [0, factor, 0.1]])
 
 
-def test_results_match_proposals2json(golden, candidates):
-  proposals, valid = postprocess.post_processing(candidates.proposals,
-                                                 candidates.valid, *BMN_NMS)
-  seconds = postprocess.to_seconds(proposals, golden['duration_frame'],
-                                   golden['duration_second'])
+def test_results_match_proposals2json(golden, bmn_seconds):
+  seconds, valid = bmn_seconds
   got = postprocess.proposals_to_results(list(golden['names']), seconds, valid)
   ref = json.loads(str(golden['results_json']))
   assert list(got) == list(ref) == [n[2:] for n in golden['names']]

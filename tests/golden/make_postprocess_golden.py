@@ -156,7 +156,8 @@ def main():
   f32 = f32.astype(np.float32)
   f32_picks = utils.soft_nms(f32, *BSN_NMS)
   np.savez_compressed(
-      OUT, names=np.array(names), confidence_map=np.stack([v[0] for v in videos]),
+      OUT, names=np.array(names),
+      confidence_map=np.stack([v[0] for v in videos]),
       start=np.stack([v[1] for v in videos]),
       end=np.stack([v[2] for v in videos]),
       duration_frame=np.array(DURATION_FRAME),

@@ -1,0 +1,41 @@
+"""Atomic writes and the one-line CLI error path."""
+
+import os
+import stat
+
+import pytest
+
+from tal_jax import errors
+
+
+def test_atomic_write_gives_normal_permissions(tmp_path):
+  old = os.umask(0o022)
+  try:
+    path = tmp_path / 'out.json'
+    errors.write_json(str(path), {'a': 1})
+  finally:
+    os.umask(old)
+  assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+  assert path.read_text() == '{"a": 1}'
+
+
+def test_failed_write_keeps_old_content_and_leaves_no_temp(tmp_path):
+  path = tmp_path / 'out.txt'
+  errors.write_text(str(path), 'old')
+  with pytest.raises(RuntimeError):
+    with errors.atomic_path(str(path)) as tmp:
+      with open(tmp, 'w') as f:
+        f.write('half')
+      raise RuntimeError('disk full')
+  assert path.read_text() == 'old'
+  assert os.listdir(tmp_path) == ['out.txt']
+
+
+def test_run_cli_turns_tal_error_into_one_line(capsys):
+  def bad():
+    raise errors.TalError('file x.csv: row 3 has 2 columns')
+
+  with pytest.raises(SystemExit) as e:
+    errors.run_cli(bad)
+  assert e.value.code == 2
+  assert capsys.readouterr().err == 'error: file x.csv: row 3 has 2 columns\n'
