@@ -22,16 +22,7 @@ from tal_jax.data import pipeline
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   """Returns the BMN config; `arg` is '', 'full' or 'tiny'."""
-  config = ml_collections.ConfigDict()
-  config.model_name = 'bmn'
-  # Root of all randomness: init, dropout-free sampling in the loss, shuffling.
-  config.seed = 0
-  # Compute dtype of the model ('float32' or 'bfloat16'); parameters and the loss
-  # stay float32.
-  config.dtype = 'float32'
-  # Checkpoint to restore for --mode=test; empty means the best one in workdir.
-  config.checkpoint = ''
-
+  config = config_utils.base_config('bmn')
   # Data fields shared by every model: see tal_jax/data/pipeline.py.
   config.data = data = pipeline.data_config()
 
@@ -68,12 +59,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       batch_size=16, num_epochs=9, learning_rate=1e-3, weight_decay=1e-4,
       lr_milestones=(7,), videos_per_loss=8)
 
-  if arg == 'full':
-    data.synthetic_train = 9649
-    data.synthetic_val = 4728
-  elif arg == 'tiny':
-    data.synthetic_train = 16
-    data.synthetic_val = 8
+  pipeline.apply_data_preset(data, arg)
+  if arg == 'tiny':
     model.temporal_dim = 16
     model.feat_dim = 400
     model.num_samples = 4
@@ -85,6 +72,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     train.videos_per_loss = 2
     train.num_epochs = 2
     train.lr_milestones = (1,)
-  elif arg:
-    raise ValueError(f"configs/bmn.py: unknown preset '{arg}' (use '', 'full' or 'tiny')")
+  elif arg not in ('', 'full'):
+    raise ValueError(f"configs/bmn.py: unknown preset '{arg}' "
+                     "(use '', 'full' or 'tiny')")
   return config

@@ -16,14 +16,7 @@ from tal_jax.data import pipeline
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   """Returns the PEM config; `arg` is '', 'full' or 'tiny'."""
-  config = ml_collections.ConfigDict()
-  config.model_name = 'bsn_pem'
-  # Root of all randomness (init, the loss's sampling, shuffling).
-  config.seed = 0
-  # PEM computes in float32 (a 32 -> 256 -> 1 MLP).
-  config.dtype = 'float32'
-  # Checkpoint to restore for --mode=test; empty means the best one in workdir.
-  config.checkpoint = ''
+  config = config_utils.base_config('bsn_pem')
   # Data fields shared by every model; set data.pgm_dir.
   config.data = data = pipeline.data_config()
 
@@ -55,17 +48,13 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       batch_size=16, num_epochs=20, learning_rate=1e-2, weight_decay=1e-5,
       lr_milestones=(10,), videos_per_loss=16)
 
-  if arg == 'full':
-    data.synthetic_train = 9649
-    data.synthetic_val = 4728
-  elif arg == 'tiny':
-    data.synthetic_train = 16
-    data.synthetic_val = 8
+  pipeline.apply_data_preset(data, arg)
+  if arg == 'tiny':
     train.batch_size = 4
     train.videos_per_loss = 4
     train.num_epochs = 2
     train.lr_milestones = (1,)
-  elif arg:
+  elif arg not in ('', 'full'):
     raise ValueError(f"configs/bsn_pem.py: unknown preset '{arg}' "
                      "(use '', 'full' or 'tiny')")
   return config

@@ -33,13 +33,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   pgm.num_sample_interp = 3
   # Start/end regions extend by this fraction of the proposal length.
   pgm.bsp_boundary_ratio = 0.2
-  if arg == 'full':
-    data.synthetic_train = 9649
-    data.synthetic_val = 4728
-  elif arg == 'tiny':
-    data.synthetic_train = 16
-    data.synthetic_val = 8
-  elif arg:
+  pipeline.apply_data_preset(data, arg)
+  if arg not in ('', 'full', 'tiny'):
     raise ValueError(f"configs/bsn_pgm.py: unknown preset '{arg}' "
                      "(use '', 'full' or 'tiny')")
   return config

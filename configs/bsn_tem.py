@@ -17,14 +17,7 @@ from tal_jax.data import pipeline
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   """Returns the TEM config; `arg` is '', 'full' or 'tiny'."""
-  config = ml_collections.ConfigDict()
-  config.model_name = 'bsn_tem'
-  # Root of all randomness (init, shuffling).
-  config.seed = 0
-  # Compute dtype ('float32' or 'bfloat16'); parameters stay float32.
-  config.dtype = 'float32'
-  # Checkpoint to restore for --mode=test; empty means the best one in workdir.
-  config.checkpoint = ''
+  config = config_utils.base_config('bsn_tem')
   # Data fields shared by every model; TEM's test split is every video.
   config.data = data = pipeline.data_config(synthetic_test_split='full')
 
@@ -56,19 +49,15 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       batch_size=16, num_epochs=20, learning_rate=1e-3, weight_decay=1e-4,
       lr_milestones=(7, 14), videos_per_loss=16)
 
-  if arg == 'full':
-    data.synthetic_train = 9649
-    data.synthetic_val = 4728
-  elif arg == 'tiny':
-    data.synthetic_train = 16
-    data.synthetic_val = 8
+  pipeline.apply_data_preset(data, arg)
+  if arg == 'tiny':
     model.temporal_dim = 16
     model.hidden_dim = 16
     train.batch_size = 4
     train.videos_per_loss = 4
     train.num_epochs = 2
     train.lr_milestones = (1,)
-  elif arg:
+  elif arg not in ('', 'full'):
     raise ValueError(f"configs/bsn_tem.py: unknown preset '{arg}' "
                      "(use '', 'full' or 'tiny')")
   return config

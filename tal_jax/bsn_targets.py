@@ -18,6 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
+from tal_jax import targets
+
 
 def tem_anchors(temporal_dim: int) -> tuple[np.ndarray, np.ndarray]:
   """TEM anchors (tmin, tmax), each [T] float64: i/T and (i+1)/T.
@@ -28,12 +30,6 @@ def tem_anchors(temporal_dim: int) -> tuple[np.ndarray, np.ndarray]:
   gap = 1. / temporal_dim
   i = np.arange(temporal_dim, dtype=np.float64)
   return gap * (i + 0.), gap * (i + 1.)
-
-
-def _iop(amin, amax, gmin, gmax):
-  """MMAction2 `temporal_iop`: intersection over the anchor, broadcasting."""
-  inter = np.maximum(np.minimum(amax, gmax) - np.maximum(amin, gmin), 0.)
-  return inter / (amax - amin)
 
 
 def tem_targets_batch(gt: np.ndarray, gt_mask: np.ndarray, temporal_dim: int,
@@ -62,7 +58,8 @@ def tem_targets_batch(gt: np.ndarray, gt_mask: np.ndarray, temporal_dim: int,
              (tmaxs - pad / 2, tmaxs + pad / 2))
   out = []
   for lo, hi in regions:
-    iop = _iop(amin, amax, lo[..., None], hi[..., None])  # [N, G, T]
+    # [N, G, T]
+    iop = targets.temporal_iop(amin, amax, lo[..., None], hi[..., None])
     out.append(np.where(gt_mask[..., None], iop, 0.).max(axis=1, initial=0.)
                .astype(np.float32))
   return tuple(out)

@@ -10,6 +10,22 @@ import ml_collections
 from tal_jax import errors
 
 
+def base_config(model_name: str) -> ml_collections.ConfigDict:
+  """The top-level fields every trained model's config shares."""
+  config = ml_collections.ConfigDict()
+  # Which entry of tal_jax.tasks.MODELS this config trains.
+  config.model_name = model_name
+  # Root of all randomness: init, the loss's sampling, shuffling.
+  config.seed = 0
+  # Compute dtype of the model ('float32' or 'bfloat16'); parameters and the
+  # loss stay float32.
+  config.dtype = 'float32'
+  # Checkpoint to restore for --mode=test: a workdir or its checkpoints/<step>
+  # folder; empty means the best one in --workdir.
+  config.checkpoint = ''
+  return config
+
+
 def train_config(batch_size: int, num_epochs: int, learning_rate: float,
                  weight_decay: float, lr_milestones: tuple[int, ...],
                  videos_per_loss: int) -> ml_collections.ConfigDict:

@@ -44,6 +44,7 @@ import numpy as np
 
 from tal_jax import bsn_targets
 from tal_jax import postprocess
+from tal_jax import targets
 from tal_jax.errors import TalError
 
 FEATURE_EXTRACTION_INTERVAL = 16
@@ -111,9 +112,8 @@ def _match(tmin, tmax, gt):
     return np.zeros_like(tmin), np.zeros_like(tmin)
   gmin, gmax = gt[None, :, 0], gt[None, :, 1]
   pmin, pmax = tmin[:, None], tmax[:, None]
-  inter = np.maximum(np.minimum(pmax, gmax) - np.maximum(pmin, gmin), 0.)
-  iou = inter / ((pmax - pmin) - inter + gmax - gmin)
-  ioa = inter / (pmax - pmin)
+  iou = targets.temporal_iou(pmin, pmax, gmin, gmax)
+  ioa = targets.temporal_iop(pmin, pmax, gmin, gmax)
   return iou.max(axis=1), ioa.max(axis=1)
 
 

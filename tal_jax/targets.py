@@ -74,14 +74,14 @@ def _anchors(tscale):
   return gap * (i + -0.5), gap * (i + 1.5)
 
 
-def _iou(pmin, pmax, gmin, gmax):
+def temporal_iou(pmin, pmax, gmin, gmax):
   """MMAction2 `temporal_iou` (same operation order), broadcasting."""
   inter = np.maximum(np.minimum(pmax, gmax) - np.maximum(pmin, gmin), 0.)
   union = (pmax - pmin) - inter + gmax - gmin
   return inter / union
 
 
-def _iop(pmin, pmax, gmin, gmax):
+def temporal_iop(pmin, pmax, gmin, gmax):
   """MMAction2 `temporal_iop` (intersection over proposal), broadcasting."""
   inter = np.maximum(np.minimum(pmax, gmax) - np.maximum(pmin, gmin), 0.)
   return inter / (pmax - pmin)
@@ -115,13 +115,13 @@ def bmn_targets_batch(gt: np.ndarray, gt_mask: np.ndarray, temporal_dim: int,
   for lo in range(0, n, chunk):
     g = gt[lo:lo + chunk, :, None, None, :]
     m = gt_mask[lo:lo + chunk]
-    iou = _iou(pmin, pmax, g[..., 0], g[..., 1]).astype(np.float32)
+    iou = temporal_iou(pmin, pmax, g[..., 0], g[..., 1]).astype(np.float32)
     iou_map[lo:lo + chunk] = np.where(m[:, :, None, None], iou, 0).max(
         axis=1, initial=0)
     for out, t in ((start, gt[lo:lo + chunk, :, 0]),
                    (end, gt[lo:lo + chunk, :, 1])):
-      iop = _iop(amin, amax, (t - half_pad)[..., None], (t + half_pad)[...,
-                                                                      None])
+      iop = temporal_iop(amin, amax, (t - half_pad)[..., None],
+                         (t + half_pad)[..., None])
       out[lo:lo + chunk] = np.where(m[..., None], iop, 0).max(
           axis=1, initial=0)
   return iou_map, start, end

@@ -48,6 +48,14 @@ def data_config(synthetic_test_split: str = 'val') -> ml_collections.ConfigDict:
   return data
 
 
+def apply_data_preset(data: ml_collections.ConfigDict, preset: str) -> None:
+  """Embedded-set sizes of a config preset: 'full' is ActivityNet-sized
+  (9,649 / 4,728 videos), 'tiny' is 16 / 8 videos for tests."""
+  sizes = {'full': (9649, 4728), 'tiny': (16, 8)}
+  if preset in sizes:
+    data.synthetic_train, data.synthetic_val = sizes[preset]
+
+
 def use_embedded(config: ml_collections.ConfigDict) -> bool:
   """The embedded set is used when no data path at all is configured."""
   d = config.data

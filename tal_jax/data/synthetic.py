@@ -83,23 +83,31 @@ def _ramp(centres: np.ndarray, start: float, end: float,
   return (rise * fall).astype(np.float32)
 
 
+# Magnitudes of TSN "fc-action" logits, which the cuhk features are.
+NOISE_MEAN, NOISE_STD, NOISE_RHO = -2.0, 1.5, 0.7
+SCENE_RGB, SCENE_FLOW = 2.0, 1.2
+ACTION_STRENGTH = (4.0, 9.0)
+DISTRACTOR_STRENGTH = (2.5, 6.0)
+
+
 def video_features(record: dict[str, Any], class_index: dict[str, int],
                    temporal_dim: int, rng: np.random.Generator) -> np.ndarray:
   """Synthetic cuhk-like features of one video: [T, 400] float32."""
   t = temporal_dim
-  feats = _smooth_noise(rng, t, 2 * NUM_CLASSES, 0.6, 0.7) - 1.0
+  feats = NOISE_MEAN + _smooth_noise(rng, t, 2 * NUM_CLASSES, NOISE_STD,
+                                     NOISE_RHO)
   centres = (np.arange(t) + 0.5) / t
   span = (record['feature_frame'] / record['duration_frame'] *
           record['duration_second'])
   labels = [class_index[a['label']] for a in record['annotations']]
   scene = labels[0] if labels and rng.random() < 0.7 else int(
       rng.integers(NUM_CLASSES))
-  feats[:, scene] += 0.8
-  feats[:, NUM_CLASSES + scene] += 0.5
+  feats[:, scene] += SCENE_RGB
+  feats[:, NUM_CLASSES + scene] += SCENE_FLOW
   action = np.zeros(t, np.float32)
   for a, c in zip(record['annotations'], labels):
     s, e = np.clip(np.asarray(a['segment']) / span, 0, 1)
-    strength = rng.uniform(1.5, 3.5)
+    strength = rng.uniform(*ACTION_STRENGTH)
     width = rng.uniform(0.3, 1.2) / t
     rgb = _ramp(centres, s, e, width)
     flow = _ramp(centres, s + 0.5 / t, e + 0.5 / t, 1.5 * width)
@@ -111,8 +119,8 @@ def video_features(record: dict[str, Any], class_index: dict[str, int],
     c = int(rng.integers(NUM_CLASSES))
     mid, half = rng.uniform(0, 1), rng.uniform(1, 4) / t
     burst = _ramp(centres, mid - half, mid + half, 0.5 / t) * (1 - action)
-    feats[:, c] += rng.uniform(1.0, 2.5) * burst
-    feats[:, NUM_CLASSES + c] += rng.uniform(0.5, 1.5) * burst
+    feats[:, c] += rng.uniform(*DISTRACTOR_STRENGTH) * burst
+    feats[:, NUM_CLASSES + c] += 0.5 * rng.uniform(*DISTRACTOR_STRENGTH) * burst
   return feats
 
 
@@ -123,9 +131,13 @@ def _write_video(args) -> None:
       path, video_features(record, class_index, temporal_dim, rng))
 
 
+# Part of the cache folder's name: bump it when the features change.
+GENERATOR_VERSION = 2
+
+
 def dataset_dir(cache_dir: str, num_train: int, num_val: int, seed: int) -> str:
   return os.path.join(os.path.expanduser(cache_dir), 'synthetic',
-                      f'anet_{num_train}x{num_val}_s{seed}')
+                      f'anet_v{GENERATOR_VERSION}_{num_train}x{num_val}_s{seed}')
 
 
 def _write_annotations(root: str, num_train: int, num_val: int,
