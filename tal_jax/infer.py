@@ -14,6 +14,7 @@ import numpy as np
 
 from tal_jax import checkpointing
 from tal_jax import errors
+from tal_jax import parallel
 from tal_jax import postprocess
 from tal_jax import runlog
 from tal_jax import tasks
@@ -57,7 +58,8 @@ def run_test(config: ml_collections.ConfigDict, workdir: str,
   if custom is not None:
     return custom(config, workdir, quiet)
   progress = runlog.show_progress(quiet)
-  videos = pipeline.load_split(config, 'test', progress)
+  videos = parallel.process_0_first(
+      lambda: pipeline.load_split(config, 'test', progress), 'load_test')
   trainer = train.Trainer(config, steps_per_epoch=1)
   params, where = restore_params(trainer, config, workdir)
   runlog.info(f'restored {where}', quiet)

@@ -17,6 +17,9 @@ single loop for every model:
   outputs instead)
 - to_seconds(proposals, duration_frame, duration_second) -> [B, K, 3] seconds
 - run_test: a test mode of its own (TEM writes its outputs, not proposals)
+- epoch_arrays(arrays, epoch, config) -> the arrays an epoch trains on, a
+  function of (config.seed, epoch) only (SSN re-samples proposals each epoch);
+  by default the split's arrays as they are
 """
 
 import dataclasses
@@ -51,6 +54,8 @@ class ModelDef:
   uses_features: bool = True
   to_seconds: Callable[..., np.ndarray] = postprocess.to_seconds
   run_test: Callable[..., Any] | None = None
+  epoch_arrays: Callable[..., dict[str, np.ndarray]] = (
+      lambda arrays, epoch, config: arrays)
 
 
 def feature_inputs(config: ml_collections.ConfigDict) -> np.ndarray:

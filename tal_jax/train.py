@@ -202,8 +202,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   from tal_jax import runlog  # pylint: disable=g-import-not-at-top
   progress = runlog.show_progress(quiet)
   model_def = tasks.get(config)
-  train_set = pipeline.load_split(config, 'train', progress)
-  val_set = pipeline.load_split(config, 'val', progress)
+  # Process 0 first: it fills a shared data cache, the others read it.
+  train_set, val_set = parallel.process_0_first(
+      lambda: (pipeline.load_split(config, 'train', progress),
+               pipeline.load_split(config, 'val', progress)), 'load_splits')
   arrays = model_def.train_arrays(train_set, config)
   val_arrays = model_def.eval_arrays(val_set, config)
   bs = config.train.batch_size
@@ -255,6 +257,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
 def _train_epoch(trainer, state, arrays, rng, epoch, writer, progress):
   config = trainer.config
+  arrays = trainer.model_def.epoch_arrays(arrays, epoch, config)
   bs = config.train.batch_size
   n = len(arrays['inputs'])
   batches = pipeline.epoch_batches(config.seed, epoch, n, bs)
