@@ -26,6 +26,11 @@ from tal_jax.errors import TalError
 from tal_jax.evaluation import pairwise_temporal_iou
 
 
+def _show(name) -> str:
+  """A video id as it can stand in a one-line message."""
+  return name if isinstance(name, str) and name.isprintable() else repr(name)
+
+
 def read_json(path):
   """Parsed JSON of `path`; TalError if missing or not JSON."""
   try:
@@ -33,6 +38,8 @@ def read_json(path):
       return json.load(f)
   except OSError as e:
     raise TalError(f'{path}: cannot read ({e.strerror})') from None
+  except UnicodeDecodeError:
+    raise TalError(f'{path}: not a UTF-8 text file') from None
   except json.JSONDecodeError as e:
     raise TalError(f'{path}: not valid JSON ({e.msg} at line {e.lineno})'
                    ) from None
@@ -41,13 +48,15 @@ def read_json(path):
 def _check_segment(item, path, vid, need_score):
   """Validates one result/annotation dict; returns it unchanged (ints stay
   ints, so files are rewritten as MMAction2's tools would)."""
-  where = f'{path}: video {vid}'
+  where = f'{path}: video {_show(vid)}'
   if not isinstance(item, Mapping):
     raise TalError(f'{where}: entry is not an object')
   seg = item.get('segment')
   try:
+    if not isinstance(seg, (list, tuple)) or len(seg) != 2:
+      raise TypeError
     start, end = (float(x) for x in seg)
-  except (TypeError, ValueError):
+  except (TypeError, ValueError, OverflowError):
     raise TalError(f'{where}: "segment" must be [start, end], got {seg!r}'
                    ) from None
   del start, end
@@ -68,7 +77,7 @@ def read_results(path):
   out = {}
   for vid, items in results.items():
     if not isinstance(items, list):
-      raise TalError(f'{path}: video {vid}: results must be a list')
+      raise TalError(f'{path}: video {_show(vid)}: results must be a list')
     out[vid] = [_check_segment(it, path, vid, True) for it in items]
   return out
 
@@ -94,12 +103,12 @@ def read_video_info_csv(path):
 def _annotations(record, path, vid):
   anns = record.get('annotations') if isinstance(record, Mapping) else None
   if not isinstance(anns, list):
-    raise TalError(f'{path}: video {vid}: no "annotations" list')
+    raise TalError(f'{path}: video {_show(vid)}: no "annotations" list')
   out = []
   for ann in anns:
     item = _check_segment(ann, path, vid, False)
     if 'label' not in item:
-      raise TalError(f'{path}: video {vid}: annotation without "label"')
+      raise TalError(f'{path}: video {_show(vid)}: annotation without "label"')
     out.append({'segment': list(item['segment']), 'label': item['label']})
   return out
 
@@ -108,11 +117,11 @@ def _subset_of(vid, record, info, path):
   if 'subset' in record:
     return record['subset']
   if info is None:
-    raise TalError(f'{path}: no "subset" in video {vid}; pass the video info '
+    raise TalError(f'{path}: no "subset" in video {_show(vid)}; pass the video info '
                    'csv to filter by subset')
   row = info.get(vid) or info.get('v_' + vid) or info.get(vid[2:])
   if row is None:
-    raise TalError(f'video info csv has no row for video {vid} of {path}')
+    raise TalError(f'video info csv has no row for video {_show(vid)} of {path}')
   return row.get('subset')
 
 
@@ -213,7 +222,8 @@ def format_proposal_list_video(index, video_id, num_frames, fps, gts,
   """
   # np.array of the rows as given: all-int rows print as ints, as upstream.
   gts = np.array(gts).reshape(-1, 3)
-  proposals = np.array(proposals).reshape(len(proposals), -1)
+  proposals = (np.array(proposals).reshape(len(proposals), -1)
+               if len(proposals) else np.zeros((0, 2)))
   lines = [f'#{index}', f'{video_id}', f'{num_frames}', f'{fps}',
            f'{gts.shape[0]}']
   lines += [f'{int(g[2])} {g[0]} {g[1]}' for g in gts]
@@ -239,7 +249,7 @@ def _parse_numbers(line, count, path, lineno, vid):
       raise ValueError
     return [float(x) for x in parts]
   except ValueError:
-    raise TalError(f'{path}:{lineno}: video {vid}: expected {count} numbers, '
+    raise TalError(f'{path}:{lineno}: video {_show(vid)}: expected {count} numbers, '
                    f'got {line.strip()!r}') from None
 
 
@@ -247,7 +257,7 @@ def _parse_count(line, path, lineno, vid, what):
   try:
     return int(line)
   except ValueError:
-    raise TalError(f'{path}:{lineno}: video {vid}: expected the number of '
+    raise TalError(f'{path}:{lineno}: video {_show(vid)}: expected the number of '
                    f'{what}, got {line.strip()!r}') from None
 
 
@@ -282,6 +292,8 @@ def read_proposal_list(path):
       lines = f.read().splitlines()
   except OSError as e:
     raise TalError(f'{path}: cannot read ({e.strerror})') from None
+  except UnicodeDecodeError:
+    raise TalError(f'{path}: not a UTF-8 text file') from None
   videos, i = [], 0
   while i < len(lines):
     if not lines[i].strip():

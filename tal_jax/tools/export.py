@@ -1,0 +1,106 @@
+r"""Exports a trained model for serving without tal_jax (jax.export).
+
+  python -m tal_jax.tools.export --workdir work_dirs/bmn --out bmn_export
+  python -c "import sys; sys.path.insert(0, 'bmn_export'); import load_model; \
+      print(load_model.load()(__import__('numpy').zeros((1, 100, 400))).keys())"
+
+The model folder (see tal_jax/convert/export.py) holds model.jax (the jitted
+forward, features [B, T, D] -> raw outputs, batch size symbolic, lowered for
+cpu and cuda), params.npz, metadata.json and load_model.py, a loader that
+needs only jax and numpy. The config is the workdir's config.json (saved by
+training) unless --config is given (e.g. for an imported checkpoint). The
+checkpoint is the workdir's best (or --checkpoint DIR/checkpoints/STEP).
+
+Exports stay loadable by a jax up to 6 months newer than the exporting one
+(JAX's export compatibility guarantee); the Orbax checkpoint plus tal_jax is
+the long-term format, re-export from it.
+"""
+
+import argparse
+import functools
+import json
+import os
+
+import ml_collections
+
+from tal_jax import config_utils
+from tal_jax import errors
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+  """--workdir, --config, --set, --checkpoint."""
+  parser.add_argument('--workdir', required=True,
+                      help='training workdir (checkpoints/, config.json)')
+  parser.add_argument('--config', default=None,
+                      help='config file[:preset]; default: the workdir\'s '
+                      'config.json')
+  parser.add_argument('--set', action='append', default=[],
+                      metavar='KEY=VALUE',
+                      help='override a config field, e.g. model.feat_dim=2048')
+  parser.add_argument('--checkpoint', default='',
+                      help='a checkpoint step folder; default: the workdir\'s '
+                      'best')
+
+
+def run_config(workdir: str, spec: str | None,
+               overrides: list[str]) -> ml_collections.ConfigDict:
+  """The config of a run: --config if given, else <workdir>/config.json."""
+  from tal_jax.tools import import_mmaction2  # pylint: disable=g-import-not-at-top
+  if spec:
+    config = config_utils.load_config(spec)
+  else:
+    path = os.path.join(workdir, 'config.json')
+    if not os.path.isfile(path):
+      raise errors.TalError(f'{workdir} has no config.json; pass --config '
+                            '(e.g. configs/bmn.py)')
+    try:
+      with open(path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    except (ValueError, OSError) as e:
+      raise errors.TalError(f'{path}: cannot read ({e})') from None
+  import_mmaction2._apply_overrides(config, overrides)  # pylint: disable=protected-access
+  return config
+
+
+def load_model(args) -> tuple[ml_collections.ConfigDict, object, object, str]:
+  """(config, trainer, params, checkpoint path) of the model args."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  from tal_jax import infer  # pylint: disable=g-import-not-at-top
+  from tal_jax import train  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.ERROR)  # Orbax's read-only notices
+  workdir = os.path.abspath(os.path.expanduser(args.workdir))
+  config = run_config(workdir, args.config, args.set)
+  if args.checkpoint:
+    config.checkpoint = args.checkpoint
+  trainer = train.Trainer(config, steps_per_epoch=1)
+  params, where = infer.restore_params(trainer, config, workdir)
+  return config, trainer, params, where
+
+
+def main(argv=None) -> str:
+  parser = argparse.ArgumentParser(
+      description='Export a trained model (jax.export + params + loader).')
+  add_model_args(parser)
+  parser.add_argument('--out', required=True, help='model folder to write')
+  parser.add_argument('--platforms', default='cpu,cuda',
+                      help='comma-separated lowering platforms')
+  args = parser.parse_args(argv)
+  from tal_jax.convert import export  # pylint: disable=g-import-not-at-top
+  config, trainer, params, where = load_model(args)
+  export.serving(config.model_name)
+  names, arrays, treedef = export.flatten_params(params)
+  forward = functools.partial(trainer.model_def.forward, trainer.module,
+                              config=config)
+  exported = export.export_forward(
+      forward, treedef, arrays, config.model.temporal_dim,
+      config.model.feat_dim, [p for p in args.platforms.split(',') if p])
+  meta = export.metadata(config, exported, names, where)
+  export.write_model_dir(args.out, exported, names, arrays, meta)
+  print(f'exported {where} ({config.model_name}, T={meta["temporal_dim"]}, '
+        f'D={meta["feat_dim"]}, platforms {",".join(exported.platforms)}) '
+        f'to {os.path.abspath(args.out)}')
+  return args.out
+
+
+if __name__ == '__main__':
+  errors.run_cli(main)

@@ -1,0 +1,252 @@
+"""Bad input for the serving tools and the file parsers: one line naming the
+culprit. (Feature files, annotations, unknown config keys and unwritable
+workdirs are covered in test_activitynet.py and test_train.py.)"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+import numpy as np
+import pytest
+
+import tal_jax  # noqa: F401
+
+from tal_jax import checkpointing
+from tal_jax import errors
+from tal_jax import results_io
+from tal_jax.tools import evaluate
+from tal_jax.tools import export as export_tool
+from tal_jax.tools import infer as infer_tool
+
+from test_export import make_workdir, tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def workdir(tmp_path_factory):
+  base = tmp_path_factory.mktemp('bad')
+  make_workdir(base / 'work', tiny_config(base / 'cache'))
+  return base
+
+
+def _infer(base, *extra, features=None):
+  return infer_tool.main(['--workdir', str(base / 'work'), '--features',
+                          str(features), '--out', str(base / 'o.json'),
+                          '--quiet', *extra])
+
+
+def test_feature_dim_not_matching_config(workdir):
+  path = workdir / 'v_narrow.npy'
+  np.save(path, np.ones((20, 300), np.float32))
+  with pytest.raises(errors.TalError) as e:
+    _infer(workdir, features=path)
+  assert str(e.value) == (f'{path}: features have 300 columns, the model '
+                          'expects feat_dim 400')
+
+
+def test_feature_dim_not_matching_checkpoint_cli(workdir):
+  """--set model.feat_dim=300 with a 400-wide checkpoint: exit 2, one line."""
+  path = workdir / 'v_300.npy'
+  np.save(path, np.ones((16, 300), np.float32))
+  res = subprocess.run(
+      [sys.executable, '-m', 'tal_jax.tools.infer', '--workdir',
+       str(workdir / 'work'), '--features', str(path), '--set',
+       'model.feat_dim=300', '--out', str(workdir / 'o.json')],
+      cwd=ROOT, capture_output=True, text=True, check=False)
+  assert res.returncode == 2
+  lines = res.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: ')
+  assert lines[0].endswith('checkpoint has model.feat_dim=400, config has '
+                           'model.feat_dim=300')
+
+
+def test_checkpoint_of_another_model(workdir):
+  other = tiny_config(workdir / 'cache')
+  other.model_name = 'bsn_pem'
+  checkpointing.save_params(str(workdir / 'pem'), {'w': np.zeros(3)}, other)
+  with pytest.raises(errors.TalError,
+                     match=r"pem/checkpoints/0: checkpoint of model "
+                     r"'bsn_pem', config is 'bmn'$"):
+    export_tool.main(['--workdir', str(workdir / 'pem'), '--config',
+                      os.path.join(ROOT, 'configs/bmn.py:tiny'), '--out',
+                      str(workdir / 'm')])
+  assert not os.path.exists(workdir / 'm')
+
+
+def test_unknown_override_key_names_nearest(workdir):
+  np.save(workdir / 'v_ok.npy', np.ones((16, 400), np.float32))
+  with pytest.raises(errors.TalError,
+                     match=r"unknown config key 'config.model.feat_dm'; did "
+                     'you mean model.feat_dim'):
+    _infer(workdir, '--set', 'model.feat_dm=3',
+           features=workdir / 'v_ok.npy')
+
+
+@pytest.mark.parametrize('name, content, match', [
+    ('v_nan.csv', 'a,b\n1,nan\n', r'v_nan.csv: NaN or inf value in feature '
+     'row 2'),
+    ('v_text.csv', 'a,b\n1,x\n', r"v_text.csv: non-numeric value 'x'"),
+])
+def test_bad_feature_file(workdir, name, content, match):
+  (workdir / name).write_text(content)
+  with pytest.raises(errors.TalError, match=match):
+    _infer(workdir, features=workdir / name)
+
+
+def test_missing_features_and_bad_duration(workdir):
+  with pytest.raises(errors.TalError, match='feature file not found: .*nope'):
+    _infer(workdir, features=workdir / 'nope.csv')
+  np.save(workdir / 'v_d.npy', np.ones((16, 400), np.float32))
+  with pytest.raises(errors.TalError, match='--duration-second must be > 0'):
+    _infer(workdir, '--duration-second', '-3', features=workdir / 'v_d.npy')
+
+
+def test_video_missing_from_ann_file(workdir):
+  np.save(workdir / 'v_zz.npy', np.ones((16, 400), np.float32))
+  ann = workdir / 'ann.json'
+  ann.write_text(json.dumps({'v_other': {
+      'duration_second': 10.0, 'duration_frame': 300, 'feature_frame': 288,
+      'annotations': []}}))
+  with pytest.raises(errors.TalError, match=r'ann.json: no video v_zz$'):
+    _infer(workdir, '--ann-file', str(ann), features=workdir / 'v_zz.npy')
+
+
+def test_unknown_video_ids_in_results_are_named(tmp_path, capsys):
+  gt = tmp_path / 'gt.json'
+  gt.write_text(json.dumps({'v_a': {
+      'duration_second': 40.0, 'duration_frame': 1200, 'annotations': [
+          {'segment': [0.0, 10.0], 'label': 'x'}]}}))
+  props = tmp_path / 'p.json'
+  props.write_text(json.dumps({'results': {
+      'a': [{'segment': [0.0, 10.0], 'score': 0.9}],
+      'zzz_unknown': [{'segment': [1.0, 2.0], 'score': 0.5}]}}))
+  metrics = evaluate.main(['--gt', str(gt), '--proposals', str(props)])
+  out = capsys.readouterr().out.splitlines()
+  assert out[0] == ('warning: 1 proposal videos are not in the ground truth '
+                    '(e.g. zzz_unknown); ignored')
+  assert metrics['AR@1'] == 1.0
+
+
+# ------------------------------------------------- parsers (hypothesis)
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() |
+    st.text(max_size=5),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.text(max_size=4), children, max_size=4), max_leaves=12)
+_RESULTS_LIKE = st.dictionaries(
+    st.sampled_from(['results', 'version', 'external_data']),
+    st.dictionaries(st.text(max_size=4), st.lists(st.dictionaries(
+        st.sampled_from(['segment', 'score', 'label']), _JSON, max_size=3
+    ), max_size=3), max_size=3)
+    | _JSON, max_size=3)
+
+
+def _parse_or_tal_error(fn, path):
+  try:
+    return fn(path)
+  except errors.TalError as e:
+    assert '\n' not in str(e)
+    return None
+
+
+@settings(max_examples=300, deadline=None, database=None, derandomize=True)
+@given(st.one_of(_JSON.map(json.dumps), _RESULTS_LIKE.map(json.dumps),
+                 st.text(max_size=60)))
+def test_results_reader_raises_only_tal_error(text):
+  with tempfile.TemporaryDirectory() as d:
+    path = os.path.join(d, 'r.json')
+    with open(path, 'w') as f:
+      f.write(text)
+    got = _parse_or_tal_error(results_io.read_results, path)
+  if got is not None:
+    arrays = results_io.proposal_arrays(got)
+    assert all(a.shape[1] == 3 for a in arrays.values())
+
+
+_FINITE = st.floats(-1e6, 1e6, allow_nan=False)
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(st.dictionaries(
+    st.text(st.characters(codec='utf-8'), min_size=1, max_size=6),
+    st.lists(st.tuples(_FINITE, _FINITE, _FINITE), max_size=4), max_size=4))
+def test_results_round_trip_property(rows):
+  results = {v: [{'segment': [s, e], 'score': c} for s, e, c in items]
+             for v, items in rows.items()}
+  with tempfile.TemporaryDirectory() as d:
+    path = os.path.join(d, 'r.json')
+    results_io.write_results(path, results)
+    assert results_io.read_results(path) == results
+
+
+@settings(max_examples=300, deadline=None, database=None, derandomize=True)
+@given(st.lists(st.one_of(
+    st.sampled_from(['#0', '# 1', 'v', '', ' ', '0', '1', '2', '-1', 'x',
+                     '1 2 3', '0 1 2', '1 0.5 0.5 1 2', '0 0 0 1 2', 'nan',
+                     '1e999', '3 0.1']),
+    st.text(st.sampled_from('0123456789 .-#ex\t'), max_size=12)), max_size=16))
+def test_proposal_list_reader_raises_only_tal_error(lines):
+  with tempfile.TemporaryDirectory() as d:
+    path = os.path.join(d, 'list.txt')
+    with open(path, 'w') as f:
+      f.write('\n'.join(lines))
+    got = _parse_or_tal_error(results_io.read_proposal_list, path)
+  for video in got or []:
+    assert video.gts.shape[1] == 3 and video.proposals.shape[1] == 5
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(st.lists(st.tuples(
+    st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1,
+            max_size=8).filter(lambda s: not s.startswith('#')),
+    st.lists(st.tuples(st.integers(0, 5), _FINITE, _FINITE), max_size=3),
+    st.lists(st.tuples(_FINITE, _FINITE), min_size=1, max_size=3)),
+                max_size=3))
+def test_proposal_list_round_trip_property(videos):
+  blocks = [results_io.format_proposal_list_video(
+      i, vid, 100, 30.0, [(s, e, lab) for lab, s, e in gts], props)
+            for i, (vid, gts, props) in enumerate(videos)]
+  with tempfile.TemporaryDirectory() as d:
+    path = os.path.join(d, 'list.txt')
+    results_io.write_proposal_list(path, blocks)
+    got = results_io.read_proposal_list(path)
+  assert [v.video_id for v in got] == [v[0] for v in videos]
+  for video, (_, gts, props) in zip(got, videos):
+    np.testing.assert_array_equal(video.gts, np.array(gts, float).reshape(-1,
+                                                                          3))
+    np.testing.assert_array_equal(video.proposals[:, 3:],
+                                  np.array(props, float).reshape(-1, 2))
+
+
+@pytest.mark.parametrize('content', [
+    pytest.param(b'{"results": {"a": [{"segment": "12", "score": 1}]}}',
+                 id='string-segment'),
+    pytest.param(b'{"results": {"a": [{"segment": [1' + b'0' * 400 +
+                 b', 2], "score": 1}]}}', id='int-overflow'),
+    pytest.param(b'\xff\xfe{"results": {}}', id='not-utf8'),
+    pytest.param(b'{"results": {"a": [{"segment": [1, "x"], "score": 1}]}}',
+                 id='non-numeric-segment'),
+])
+def test_results_reader_known_cases(tmp_path, content):
+  path = tmp_path / 'r.json'
+  path.write_bytes(content)
+  assert _parse_or_tal_error(results_io.read_results, str(path)) is None
+
+
+def test_proposal_list_reader_not_utf8(tmp_path):
+  path = tmp_path / 'list.txt'
+  path.write_bytes(b'\xff#0\n')
+  assert _parse_or_tal_error(results_io.read_proposal_list, str(path)) is None
+
+
+def test_proposal_list_video_without_proposals():
+  text = results_io.format_proposal_list_video(0, 'v', 100, 30.0,
+                                               [(1.0, 2.0, 3)], [])
+  assert text.endswith('\n0\n')
