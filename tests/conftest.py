@@ -11,3 +11,9 @@ import jax
 jax.config.update('jax_compilation_cache_dir',
                   os.path.join(tempfile.gettempdir(), 'tal_jax_test_xla'))
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+
+# The real annotation files (read-only) live in ../shared/data beside the
+# checkout, as on the development machines and in CI.
+SHARED_DATA = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '..',
+    'shared', 'data')

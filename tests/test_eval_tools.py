@@ -14,8 +14,9 @@ from tal_jax.tools import convert_proposal_format
 from tal_jax.tools import evaluate
 from tal_jax.tools import plot
 from tal_jax.tools import report_map
+from conftest import SHARED_DATA
 
-DATA = '/work/shared/data/activitynet'
+DATA = os.path.join(SHARED_DATA, 'activitynet')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -62,7 +63,7 @@ def test_evaluate_cli(files, capsys):
 
 
 def test_evaluate_cli_thumos14(tmp_path):
-  gt_path = '/work/shared/data/thumos14/thumos_gt.json'
+  gt_path = os.path.join(SHARED_DATA, 'thumos14', 'thumos_gt.json')
   gt = rio.read_ground_truth(gt_path, subset='test')
   dets = {v: [dict(a, score=1.0) for a in anns] for v, anns in gt.items()}
   det_path = str(tmp_path / 'det.json')

@@ -16,9 +16,10 @@ import pytest
 
 from tal_jax import evaluation as ev
 from tal_jax.errors import TalError
+from conftest import SHARED_DATA
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden')
-DATA = '/work/shared/data/activitynet'
+DATA = os.path.join(SHARED_DATA, 'activitynet')
 
 
 def _golden(name):

@@ -9,9 +9,10 @@ import pytest
 
 from tal_jax import results_io as rio
 from tal_jax.errors import TalError
+from conftest import SHARED_DATA
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden')
-DATA = '/work/shared/data/activitynet'
+DATA = os.path.join(SHARED_DATA, 'activitynet')
 TAG_LIST = os.path.join(DATA,
                         'activitynet1.2_tag_val_normalized_proposal_list.txt')
 

@@ -10,8 +10,9 @@ import tal_jax  # pylint: disable=unused-import
 from tal_jax import errors
 from tal_jax.data import splits
 from tal_jax.tools import prepare_annotations
+from conftest import SHARED_DATA
 
-DATA = '/work/shared/data/activitynet'
+DATA = os.path.join(SHARED_DATA, 'activitynet')
 ANNO = os.path.join(DATA, 'anet_anno_action.json')
 INFO = os.path.join(DATA, 'video_info_new.csv')
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden', 'anet_splits.json')
