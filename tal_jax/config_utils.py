@@ -38,7 +38,10 @@ def train_config(batch_size: int, num_epochs: int, learning_rate: float,
   # numbers are the same whatever the device count.
   train.videos_per_loss = videos_per_loss
   train.num_epochs = num_epochs
-  # Adam with L2 weight decay added to the gradient (torch.optim.Adam).
+  # 'adam' (torch.optim.Adam) or 'sgd' (torch.optim.SGD with `momentum`), with
+  # L2 weight decay added to the gradient as torch does.
+  train.optimizer = 'adam'
+  train.momentum = 0.9
   train.learning_rate = learning_rate
   train.weight_decay = weight_decay
   # Multiply the learning rate by `lr_gamma` at these epochs (MultiStepLR).

@@ -34,6 +34,7 @@ from tal_jax import bsn
 from tal_jax import losses
 from tal_jax import pgm
 from tal_jax import postprocess
+from tal_jax import ssn
 from tal_jax import targets
 from tal_jax.data import activitynet
 from tal_jax.models import bmn
@@ -126,6 +127,11 @@ MODELS = {
                         eval_arrays=bsn.pem_eval_arrays, loss=bsn.pem_loss_fn,
                         forward=apply_forward, decode=bsn.pem_decode,
                         uses_features=False, to_seconds=pgm.to_seconds),
+    'ssn': ModelDef(build=ssn.build, init_inputs=ssn.init_inputs,
+                    train_arrays=ssn.train_arrays, eval_arrays=ssn.eval_arrays,
+                    loss=ssn.loss, forward=ssn.forward, decode=ssn.decode,
+                    uses_features=False, to_seconds=ssn.to_seconds,
+                    run_test=ssn.run_test, epoch_arrays=ssn.epoch_arrays),
 }
 
 

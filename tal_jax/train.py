@@ -52,12 +52,17 @@ def create_learning_rate_fn(config: ml_collections.ConfigDict,
 def create_optimizer(config: ml_collections.ConfigDict,
                      lr_fn: optax.Schedule) -> optax.GradientTransformation:
   """As MMAction2's OptimWrapper: clip the gradient norm, then torch.optim.Adam
-  with weight decay added to the gradient (L2, not AdamW)."""
+  with weight decay added to the gradient (L2, not AdamW); with
+  config.train.optimizer == 'sgd', torch.optim.SGD with
+  config.train.momentum (dampening 0, not Nesterov) instead of Adam."""
+  if config.train.optimizer == 'sgd':
+    scale = optax.trace(decay=config.train.momentum, nesterov=False)
+  else:
+    scale = optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8)
   return optax.chain(
       optax.clip_by_global_norm(config.train.grad_clip_norm),
       optax.add_decayed_weights(config.train.weight_decay),
-      optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8),
-      optax.scale_by_learning_rate(lr_fn))
+      scale, optax.scale_by_learning_rate(lr_fn))
 
 
 def init_params(module, model_def: tasks.ModelDef,

@@ -21,6 +21,9 @@ from tal_jax.data import synthetic
 def data_config(synthetic_test_split: str = 'val') -> ml_collections.ConfigDict:
   """The `config.data` fields every model's config shares (defined only here)."""
   data = ml_collections.ConfigDict()
+  # 'activitynet' (MMAction2's ActivityNet feature layout) or 'thumos14' (SSN's
+  # proposal lists and per-frame features).
+  data.dataset = 'activitynet'
   # Folder of MMAction2 feature CSVs (v_<id>.csv, header + T rows x D columns)
   # or .npy files [T, D]. Empty: use the embedded synthetic dataset.
   data.feature_dir = ''
@@ -87,6 +90,9 @@ def annotation_paths(config: ml_collections.ConfigDict,
 def load_split(config: ml_collections.ConfigDict, split: str,
                progress: bool = False) -> activitynet.VideoSet:
   """One split ('train', 'val' or 'test') as a VideoSet (packed on first use)."""
+  if config.data.dataset == 'thumos14':
+    from tal_jax.data import thumos14  # pylint: disable=g-import-not-at-top
+    return thumos14.load_split(config, split, progress)
   features = _uses_features(config)
   paths = annotation_paths(
       config, config.model.temporal_dim if features else None, progress)
