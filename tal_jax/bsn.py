@@ -37,6 +37,8 @@ from tal_jax import targets
 from tal_jax.models import bsn as bsn_models
 
 TEM_RESULTS = 'tem_results.npz'
+# Videos per PGM call (bounds memory; one progress-bar tick each).
+PGM_CHUNK = 256
 
 
 # ----------------------------------------------------------------------- TEM
@@ -150,12 +152,12 @@ def load_tem_results(path: str) -> dict[str, np.ndarray]:
 
 def run_pgm(tem_results: dict[str, np.ndarray], records: dict[str, Any],
             out_path: str, top_k: int, pgm_config: ml_collections.ConfigDict,
-            mmaction2_dir: str = '') -> int:
+            mmaction2_dir: str = '', progress: bool = False) -> int:
   """PGM for the videos of `records` that have annotations (as MMAction2).
 
   Writes `out_path` (pgm_<mode>.npz); with `mmaction2_dir`, also
   <dir>/pgm_proposals/*.csv and <dir>/pgm_features/*.npy. Returns the number
-  of videos processed.
+  of videos processed. `progress` shows a bar over chunks of videos.
   """
   names = sorted(n for n, r in records.items() if r['annotations'])
   missing = [n for n in names if n not in tem_results]
@@ -163,16 +165,24 @@ def run_pgm(tem_results: dict[str, np.ndarray], records: dict[str, Any],
     raise errors.TalError(f'video {missing[0]}: no TEM result ({len(missing)} '
                           'videos missing); run TEM --mode=test on a split '
                           'that covers them')
-  tem = np.stack([tem_results[n] for n in names]) if names else np.zeros(
-      (0, 1, 3), np.float32)
-  gts = [pgm.pgm_gt_segments(records[n], n) for n in names]
-  proposals, features = pgm.proposal_generation(
-      tem, gts, top_k, pgm_config.peak_threshold,
-      bsp_boundary_ratio=pgm_config.bsp_boundary_ratio,
-      num_sample_start=pgm_config.num_sample_start,
-      num_sample_end=pgm_config.num_sample_end,
-      num_sample_action=pgm_config.num_sample_action,
-      num_sample_interp=pgm_config.num_sample_interp)
+  proposals, features = [], []
+  chunks = [names[i:i + PGM_CHUNK] for i in range(0, len(names), PGM_CHUNK)]
+  if progress:
+    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+    chunks = tqdm(chunks, desc=f'PGM ({len(names)} videos, chunks of '
+                  f'{PGM_CHUNK})')
+  for chunk in chunks:
+    p, f = pgm.proposal_generation(
+        np.stack([tem_results[n] for n in chunk]),
+        [pgm.pgm_gt_segments(records[n], n) for n in chunk], top_k,
+        pgm_config.peak_threshold,
+        bsp_boundary_ratio=pgm_config.bsp_boundary_ratio,
+        num_sample_start=pgm_config.num_sample_start,
+        num_sample_end=pgm_config.num_sample_end,
+        num_sample_action=pgm_config.num_sample_action,
+        num_sample_interp=pgm_config.num_sample_interp)
+    proposals += p
+    features += f
   _save_pgm(out_path, names, proposals, features)
   if mmaction2_dir:
     for name, p, f in zip(names, proposals, features):

@@ -61,7 +61,8 @@ def run_pipeline(args) -> dict[str, float]:
   infer.run_test(tem, tem_dir, args.quiet)
   pgm = stage_config('pgm', args.preset, args)
   for mode in ('train', 'test'):
-    bsn_proposal_generation.generate(pgm, tem_dir, pgm_dir, mode)
+    bsn_proposal_generation.generate(pgm, tem_dir, pgm_dir, mode,
+                                     quiet=args.quiet)
   pem = stage_config('pem', args.preset, args)
   pem.data.pgm_dir = pgm_dir
   config_utils.check_workdir(pem_dir)

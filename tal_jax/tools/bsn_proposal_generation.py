@@ -36,10 +36,11 @@ flags.DEFINE_string('out_dir', None, 'Where pgm_<mode>.npz is written.')
 flags.DEFINE_enum('mode', 'test', ['train', 'test'], 'train or test split.')
 flags.DEFINE_bool('mmaction2_files', False, "Also write MMAction2's "
                   'pgm_proposals/*.csv and pgm_features/*.npy.')
+flags.DEFINE_bool('quiet', False, 'No progress bar or summary line.')
 
 
 def generate(config, tem_dir: str, out_dir: str, mode: str,
-             mmaction2_files: bool = False) -> str:
+             mmaction2_files: bool = False, quiet: bool = False) -> str:
   """Runs PGM for `mode`; returns the path of pgm_<mode>.npz."""
   split = 'train' if mode == 'train' else 'val'
   paths = pipeline.annotation_paths(config)
@@ -49,8 +50,10 @@ def generate(config, tem_dir: str, out_dir: str, mode: str,
   out = os.path.join(out_dir, f'pgm_{mode}.npz')
   start = time.time()
   count = bsn.run_pgm(tem, records, out, top_k, config.pgm,
-                      out_dir if mmaction2_files else '')
-  print(f'PGM {mode}: {count} videos in {time.time() - start:.1f} s -> {out}')
+                      out_dir if mmaction2_files else '',
+                      runlog.show_progress(quiet))
+  runlog.info(f'PGM {mode}: {count} videos in {time.time() - start:.1f} s -> '
+              f'{out}', quiet)
   return out
 
 
@@ -61,7 +64,7 @@ def run(argv) -> None:
   if not FLAGS.tem_dir or not FLAGS.out_dir:
     raise errors.TalError('--tem_dir and --out_dir are required')
   generate(FLAGS.config, FLAGS.tem_dir, FLAGS.out_dir, FLAGS.mode,
-           FLAGS.mmaction2_files)
+           FLAGS.mmaction2_files, FLAGS.quiet)
 
 
 def main() -> None:
