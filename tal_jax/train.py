@@ -1,8 +1,10 @@
 """Training and evaluation loop shared by every model (see tasks.MODELS).
 
-`train_step` is pure, `(state, batch, rng) -> (state, metrics)`, jitted once with
-the batch sharded over the device mesh and the state replicated. Labels are
-computed once per split on the host; each step gathers its rows by index.
+`train_step` is pure, `(state, batch, rng) -> (state, metrics)`. It is jitted
+once, wrapped so the batch is gathered on the devices: labels are computed once
+per split on the host, the split's arrays are put on the devices (replicated)
+once, and each step sends only its [B] indices, sharded over the device mesh;
+the state is replicated.
 Randomness: one root key from config.seed, folded by step, so a resumed run
 draws exactly what an uninterrupted one would.
 """
@@ -88,6 +90,13 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
   return TrainState(state.step + 1, params, opt_state), metrics
 
 
+def _gather_and_step(state, arrays, idx, rng, *, step, sharding):
+  """train_step on rows `idx` [B] of the device-resident `arrays` [N, ...]."""
+  batch = jax.tree.map(
+      lambda a: jax.lax.with_sharding_constraint(a[idx], sharding), arrays)
+  return step(state, batch, rng)
+
+
 class Trainer:
   """Holds the jitted functions of one run (model, optimizer, mesh)."""
 
@@ -110,13 +119,23 @@ class Trainer:
     step = functools.partial(train_step, module=self.module,
                              model_def=self.model_def, tx=self.tx,
                              lr_fn=self.lr_fn, config=config)
-    self.train_step = jax.jit(step, in_shardings=(repl, shard, repl),
-                              out_shardings=(repl, repl), donate_argnums=0)
+    # train_step on a batch gathered on the devices from the split's arrays
+    # (put there once per split): only the [B] indices travel per step.
+    indexed = functools.partial(_gather_and_step, step=step, sharding=shard)
+    self.train_step = jax.jit(
+        indexed, in_shardings=(repl, repl, shard, repl),
+        out_shardings=(repl, repl), donate_argnums=0)
     forward = functools.partial(self.model_def.forward, self.module,
                                 config=config)
     self.forward = jax.jit(forward, in_shardings=(repl, shard),
                            out_shardings=repl)
     self.replicated = repl
+
+  def put_arrays(self, arrays: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    """A split's host arrays as replicated device arrays (every process holds
+    the whole split, as the loop loads it)."""
+    return {k: jax.make_array_from_process_local_data(
+        self.replicated, np.asarray(v)) for k, v in arrays.items()}
 
   def init_state(self, rng: jax.Array) -> TrainState:
     params = jax.jit(functools.partial(init_params, self.module,
@@ -239,9 +258,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     runlog.info(f'resumed from {workdir} at epoch {start_epoch}', quiet)
   writer = MetricWriter(workdir)
   metrics = {}
+  device_cache = {}
   for epoch in range(start_epoch, config.train.num_epochs):
     state = _train_epoch(trainer, state, arrays, step_rng, epoch, writer,
-                         progress)
+                         progress, device_cache)
     metrics = {}
     if ((epoch + 1) % config.train.eval_every_epochs == 0 or
         epoch + 1 == config.train.num_epochs):
@@ -260,9 +280,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   return metrics
 
 
-def _train_epoch(trainer, state, arrays, rng, epoch, writer, progress):
+def _train_epoch(trainer, state, arrays, rng, epoch, writer, progress,
+                 device_cache):
+  """One epoch; `device_cache` keeps the device copy of the arrays between
+  epochs while epoch_arrays returns the same arrays (all but SSN)."""
   config = trainer.config
   arrays = trainer.model_def.epoch_arrays(arrays, epoch, config)
+  if device_cache.get('host') is not arrays:
+    device_cache.clear()
+    device_cache.update(host=arrays, device=trainer.put_arrays(arrays))
+  device_arrays = device_cache['device']
   bs = config.train.batch_size
   n = len(arrays['inputs'])
   batches = pipeline.epoch_batches(config.seed, epoch, n, bs)
@@ -273,9 +300,9 @@ def _train_epoch(trainer, state, arrays, rng, epoch, writer, progress):
     it = bar = tqdm(it, desc=f'epoch {epoch + 1}/{config.train.num_epochs}')
   host_rows = parallel.host_slice(bs)
   for i in it:
-    batch = parallel.shard_batch(
-        _gather(arrays, batches[i][host_rows]), trainer.mesh, bs)
-    state, m = trainer.train_step(state, batch, rng)
+    idx = parallel.shard_batch(
+        {'idx': batches[i][host_rows].astype(np.int32)}, trainer.mesh, bs)
+    state, m = trainer.train_step(state, device_arrays, idx['idx'], rng)
     last = i + 1 == len(batches)
     if (i + 1) % config.train.log_every_steps == 0 or last:
       m = {k: float(v) for k, v in jax.device_get(m).items()}
