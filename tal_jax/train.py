@@ -11,7 +11,6 @@ draws exactly what an uninterrupted one would.
 
 import functools
 import math
-import os
 from typing import Any
 
 import flax
@@ -25,7 +24,6 @@ from tal_jax import checkpointing
 from tal_jax import errors
 from tal_jax import evaluation
 from tal_jax import parallel
-from tal_jax import postprocess
 from tal_jax import tasks
 from tal_jax.data import activitynet
 from tal_jax.data import pipeline

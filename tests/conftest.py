@@ -17,3 +17,18 @@ jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 SHARED_DATA = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '..',
     'shared', 'data')
+
+
+def restore_checkpoint(workdir, config, step=None):
+  """{'params', 'opt_state', 'meta'} of a workdir's checkpoint (latest when
+  `step` is None), restored onto this process's devices."""
+  from tal_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from tal_jax import train  # pylint: disable=g-import-not-at-top
+  mngr = checkpointing.manager(workdir, read_only=True)
+  step = mngr.latest_step() if step is None else step
+  trainer = train.Trainer(config, 1)
+  like = trainer.init_state(jax.random.key(0))
+  out = checkpointing.restore(mngr, step, like.params, like.opt_state,
+                              trainer.replicated, config)
+  mngr.close()
+  return out

@@ -20,9 +20,9 @@ import pytest
 import tal_jax  # noqa: F401
 import jax
 
-from tal_jax import checkpointing
 from tal_jax import config_utils
 from tal_jax import train
+from conftest import restore_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README_PORT = 'localhost:12345'
@@ -83,16 +83,6 @@ def run_two_processes(folder: str) -> list[subprocess.CompletedProcess]:
   return results
 
 
-def restore(workdir, config, step):
-  mngr = checkpointing.manager(workdir, read_only=True)
-  trainer = train.Trainer(config, 1)
-  like = trainer.init_state(jax.random.key(0))
-  out = checkpointing.restore(mngr, step, like.params, like.opt_state,
-                              trainer.replicated, config)
-  mngr.close()
-  return out
-
-
 def jsonl(path):
   with open(path) as f:
     return [json.loads(l) for l in f]
@@ -122,7 +112,8 @@ def test_readme_example_is_two_processes_of_two_devices():
 
 def test_two_processes_equal_one_process(two_and_one):
   work, single, config, _ = two_and_one
-  a, b = restore(work, config, 4), restore(single, config, 4)
+  a = restore_checkpoint(work, config, 4)
+  b = restore_checkpoint(single, config, 4)
   for x, y in zip(jax.tree.leaves((a['params'], a['opt_state'])),
                   jax.tree.leaves((b['params'], b['opt_state']))):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5,

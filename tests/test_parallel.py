@@ -19,11 +19,11 @@ import pytest
 import tal_jax  # noqa: F401
 import jax
 
-from tal_jax import checkpointing
 from tal_jax import config_utils
 from tal_jax import errors
 from tal_jax import parallel
 from tal_jax import train
+from conftest import restore_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 XLA_CACHE = os.path.join(tempfile.gettempdir(), 'tal_jax_test_xla')
@@ -39,21 +39,14 @@ def tiny_config(cache_dir, num_epochs):
   return config
 
 
-def restore_state(workdir, config, step):
-  """(params, opt_state) of a checkpoint, restored on this device."""
-  mngr = checkpointing.manager(workdir, read_only=True)
-  trainer = train.Trainer(config, 1)
-  like = trainer.init_state(jax.random.key(0))
-  out = checkpointing.restore(mngr, step, like.params, like.opt_state,
-                              trainer.replicated, config)
-  mngr.close()
-  return out['params'], out['opt_state']
-
-
 def val_metrics(workdir):
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     lines = [json.loads(l) for l in f]
   return {l['epoch']: l for l in lines if l['split'] == 'val'}
+
+
+def _state(restored):
+  return restored['params'], restored['opt_state']
 
 
 def assert_same_state(a, b):
@@ -124,8 +117,8 @@ def test_indivisible_global_batch_is_a_clear_error(runs):
 def test_four_devices_equal_one_device(runs):
   d, report, config = runs
   step = 4  # 16 videos / global batch 4 = 4 steps in the epoch.
-  assert_same_state(restore_state(d['four_1'], config, step),
-                    restore_state(d['one_1'], config, step))
+  assert_same_state(_state(restore_checkpoint(d['four_1'], config, step)),
+                    _state(restore_checkpoint(d['one_1'], config, step)))
   # Data-parallel evaluation: the same proposals, so the same AR@AN.
   one = val_metrics(d['one_1'])[1]
   four = val_metrics(d['four_1'])[1]
@@ -136,16 +129,16 @@ def test_four_devices_equal_one_device(runs):
 
 def test_saved_on_four_resumed_on_one_equals_uninterrupted(runs):
   d, _, config = runs
-  assert_same_state(restore_state(d['four_to_one'], config, 8),
-                    restore_state(d['one_2'], config, 8))
+  assert_same_state(_state(restore_checkpoint(d['four_to_one'], config, 8)),
+                    _state(restore_checkpoint(d['one_2'], config, 8)))
   assert val_metrics(d['four_to_one'])[2]['AUC'] == pytest.approx(
       val_metrics(d['one_2'])[2]['AUC'], abs=1e-9)
 
 
 def test_saved_on_one_resumed_on_four_equals_uninterrupted(runs):
   d, report, config = runs
-  assert_same_state(restore_state(d['one_to_four'], config, 8),
-                    restore_state(d['one_2'], config, 8))
+  assert_same_state(_state(restore_checkpoint(d['one_to_four'], config, 8)),
+                    _state(restore_checkpoint(d['one_2'], config, 8)))
   assert report['metrics'][1]['AUC'] == pytest.approx(
       val_metrics(d['one_2'])[2]['AUC'], abs=1e-9)
 

@@ -13,12 +13,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from tal_jax import checkpointing
 from tal_jax import config_utils
 from tal_jax import errors
 from tal_jax import infer
 from tal_jax import losses
 from tal_jax import train
+from conftest import restore_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,16 +39,6 @@ def trained(tmp_path_factory):
   workdir = str(base / 'work')
   metrics = train.train_and_evaluate(config, workdir, quiet=True)
   return config, workdir, metrics
-
-
-def _params(workdir, config, step=None):
-  mngr = checkpointing.manager(workdir, read_only=True)
-  step = mngr.latest_step() if step is None else step
-  trainer = train.Trainer(config, 1)
-  like = trainer.init_state(jax.random.key(0))
-  out = checkpointing.restore(mngr, step, like.params, like.opt_state,
-                              trainer.replicated, config)
-  return out
 
 
 def test_training_writes_metrics_and_checkpoints(trained):
@@ -94,8 +84,8 @@ def test_resume_equals_uninterrupted_run(trained, tmp_path):
   train.train_and_evaluate(cfg, half, quiet=True)
   cfg.train.num_epochs = 2
   train.train_and_evaluate(cfg, half, quiet=True)
-  a = _params(half, cfg)
-  b = _params(workdir, cfg)
+  a = restore_checkpoint(half, cfg)
+  b = restore_checkpoint(workdir, cfg)
   for x, y in zip(jax.tree.leaves((a['params'], a['opt_state'])),
                   jax.tree.leaves((b['params'], b['opt_state']))):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
@@ -106,7 +96,7 @@ def test_checkpoint_of_another_size_is_refused(trained):
   other = tiny_config(config.data.cache_dir)
   other.model.hidden_dim_1d = 32
   with pytest.raises(errors.TalError, match='hidden_dim_1d'):
-    _params(workdir, other)
+    restore_checkpoint(workdir, other)
 
 
 def test_optimizer_matches_torch_adam_with_l2_and_clipping():
