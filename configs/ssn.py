@@ -76,6 +76,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   train.grad_clip_norm = 35.0
   # AR@AN of class-agnostic detections on the test videos every 50 epochs.
   train.eval_every_epochs = 50
+  # 450 short epochs: a checkpoint every 10 (and at each evaluation).
+  train.checkpoint_every_epochs = 10
 
   pipeline.apply_data_preset(data, arg)
   if arg == 'full':

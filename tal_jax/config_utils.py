@@ -55,6 +55,9 @@ def train_config(batch_size: int, num_epochs: int, learning_rate: float,
   train.base_batch_size = batch_size
   # Evaluate AR@AN on the validation split every this many epochs.
   train.eval_every_epochs = 1
+  # Save a checkpoint every this many epochs (and after every evaluation and
+  # the last epoch); a killed run resumes from the latest one.
+  train.checkpoint_every_epochs = 1
   train.log_every_steps = 20
   return train
 

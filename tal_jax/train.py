@@ -269,6 +269,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       writer.write(int(state.step), metrics, epoch=epoch + 1, split='val')
       runlog.info(f'epoch {epoch + 1}: ' + runlog.format_metrics(metrics),
                   quiet)
+    if not (metrics or (epoch + 1) % config.train.checkpoint_every_epochs == 0
+            or epoch + 1 == config.train.num_epochs):
+      continue
     meta = {**checkpointing.model_meta(config), 'epoch': epoch + 1,
             'metrics': metrics}
     checkpointing.save(mngr, int(state.step), state.params, state.opt_state,

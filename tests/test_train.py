@@ -174,3 +174,19 @@ def test_cli_unwritable_workdir(tmp_path):
   assert r.returncode == 2
   assert 'cannot be created' in r.stderr
   assert 'Traceback' not in r.stderr
+
+
+def test_checkpoint_every_epochs(tmp_path, monkeypatch):
+  saved = []
+  real_save = train.checkpointing.save
+
+  def spy(mngr, step, *args):
+    saved.append(step)
+    return real_save(mngr, step, *args)
+
+  monkeypatch.setattr(train.checkpointing, 'save', spy)
+  config = tiny_config(tmp_path / 'cache', num_epochs=5, eval_every_epochs=4,
+                       checkpoint_every_epochs=3)
+  train.train_and_evaluate(config, str(tmp_path / 'w'), quiet=True)
+  # 4 steps per epoch: epoch 3 (every 3), epoch 4 (evaluated), epoch 5 (last).
+  assert saved == [12, 16, 20]
