@@ -27,12 +27,12 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
-import types
 
 import numpy as np
 import torch
+
+import mmaction_shim
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -62,14 +62,7 @@ RECORDS = {
 def import_mmaction():
   """Imports BMN, BMNLoss and GenerateLocalizationLabels, bypassing the broken
   `mmaction.models` package __init__ (MMACTION2.md)."""
-  import mmaction
-  root = os.path.dirname(mmaction.__file__)
-  for name, sub in [('mmaction.models', 'models'),
-                    ('mmaction.models.localizers', 'models/localizers'),
-                    ('mmaction.models.losses', 'models/losses')]:
-    module = types.ModuleType(name)
-    module.__path__ = [os.path.join(root, sub)]
-    sys.modules[name] = module
+  mmaction_shim.bypass_models_init()
   import mmaction.models.losses.bmn_loss  # noqa: F401  registers BMNLoss
   from mmaction.models.localizers.bmn import BMN
   from mmaction.datasets.transforms.loading import GenerateLocalizationLabels

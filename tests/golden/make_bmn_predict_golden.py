@@ -38,12 +38,12 @@ npz keys:
 
 import json
 import os
-import sys
 import tempfile
-import types
 
 import numpy as np
 import torch
+
+import mmaction_shim
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -80,14 +80,7 @@ FEATURE_SCALES = (5.0, 20.0, 40.0, 60.0)
 def import_mmaction():
   """BMN, ActionDataSample, ANetMetric and load_checkpoint, bypassing the
   broken `mmaction.models` package __init__ (MMACTION2.md)."""
-  import mmaction
-  root = os.path.dirname(mmaction.__file__)
-  for name, sub in [('mmaction.models', 'models'),
-                    ('mmaction.models.localizers', 'models/localizers'),
-                    ('mmaction.models.losses', 'models/losses')]:
-    module = types.ModuleType(name)
-    module.__path__ = [os.path.join(root, sub)]
-    sys.modules[name] = module
+  mmaction_shim.bypass_models_init()
   import mmaction.models.losses.bmn_loss  # noqa: F401  registers BMNLoss
   from mmaction.models.localizers.bmn import BMN
   from mmaction.structures import ActionDataSample

@@ -28,12 +28,13 @@ writes
 
 import json
 import os
-import sys
 import tempfile
 import types
 
 import numpy as np
 import torch
+
+import mmaction_shim
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -79,14 +80,7 @@ PGM_RECORDS = {
 def import_mmaction():
   """TEM, PEM, the PGM functions and GenerateLocalizationLabels, bypassing the
   broken `mmaction.models` package __init__ (MMACTION2.md)."""
-  import mmaction
-  root = os.path.dirname(mmaction.__file__)
-  for name, sub in [('mmaction.models', 'models'),
-                    ('mmaction.models.localizers', 'models/localizers'),
-                    ('mmaction.models.losses', 'models/losses')]:
-    module = types.ModuleType(name)
-    module.__path__ = [os.path.join(root, sub)]
-    sys.modules[name] = module
+  mmaction_shim.bypass_models_init()
   import mmaction.models.losses.binary_logistic_regression_loss  # noqa: F401
   from mmaction.models.localizers import bsn
   from mmaction.models.localizers.utils import bsn_utils

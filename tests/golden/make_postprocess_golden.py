@@ -19,7 +19,8 @@ import types
 import numpy as np
 import torch
 
-SITE = '/work/refenv/lib/python3.11/site-packages/mmaction'
+import mmaction_shim
+
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                    'postprocess_bmn.npz')
 T = 100
@@ -30,11 +31,7 @@ BSN_NMS = (0.75, 0.65, 0.9, 100)
 
 def _import_localizers():
   """Imports localizers/bmn.py without the broken `mmaction.models` init."""
-  for name, folder in (('mmaction.models', 'models'),
-                       ('mmaction.models.localizers', 'models/localizers')):
-    stub = types.ModuleType(name)
-    stub.__path__ = [os.path.join(SITE, folder)]
-    sys.modules[name] = stub
+  mmaction_shim.bypass_models_init()
   import mmaction.models.localizers.bmn as bmn  # pylint: disable=g-import-not-at-top
   return bmn
 
