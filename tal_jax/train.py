@@ -103,8 +103,7 @@ class Trainer:
     self.model_def = tasks.get(config)
     self.module = self.model_def.build(config)
     self.mesh = parallel.make_mesh()
-    self.per_device_batch = parallel.check_global_batch(
-        config.train.batch_size, self.mesh)
+    parallel.check_global_batch(config.train.batch_size, self.mesh)
     group = config.train.videos_per_loss
     if config.train.batch_size % group:
       raise errors.TalError(
