@@ -1,6 +1,8 @@
 """Orbax checkpoints in the workdir: the latest and the best kept, resume, import.
 
-Layout: ``<workdir>/checkpoints/<step>/{params,opt_state,meta}``. ``meta`` (JSON)
+Layout: ``<workdir>/checkpoints/<step>/{params,opt_state,meta}``, plus
+``model_state`` (BN running statistics) for models that have one (SSN with
+its backbone in frame mode). ``meta`` (JSON)
 holds the model name, the epoch reached, the model's config and the metrics of
 that epoch. Orbax's ``max_to_keep`` with ``best_fn`` alone deletes the latest
 checkpoint, so a preservation policy keeps both the latest and the best by AUC.
@@ -54,23 +56,30 @@ def model_meta(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def save(mngr: ocp.CheckpointManager, step: int, params: Any, opt_state: Any,
-         meta: dict[str, Any], metrics: dict[str, float] | None) -> None:
-  """Saves params, optimizer state and metadata at `step` (all processes)."""
-  args = ocp.args.Composite(params=ocp.args.StandardSave(params),
-                            opt_state=ocp.args.StandardSave(opt_state),
-                            meta=ocp.args.JsonSave(meta))
-  mngr.save(step, args=args, metrics=metrics, force=True)
+         meta: dict[str, Any], metrics: dict[str, float] | None,
+         model_state: Any = None) -> None:
+  """Saves params, optimizer state, model state (when not empty) and
+  metadata at `step` (all processes)."""
+  items = dict(params=ocp.args.StandardSave(params),
+               opt_state=ocp.args.StandardSave(opt_state),
+               meta=ocp.args.JsonSave(meta))
+  if model_state:
+    items['model_state'] = ocp.args.StandardSave(model_state)
+  mngr.save(step, args=ocp.args.Composite(**items), metrics=metrics,
+            force=True)
   mngr.wait_until_finished()
 
 
 def save_params(workdir: str, params: Any, config: ml_collections.ConfigDict,
-                step: int = 0) -> str:
-  """Writes an imported (parameters only) checkpoint; returns its folder."""
+                step: int = 0, model_state: Any = None) -> str:
+  """Writes an imported (no optimizer state) checkpoint; returns its folder."""
   mngr = manager(workdir)
   meta = {**model_meta(config), 'epoch': 0, 'imported': True}
-  args = ocp.args.Composite(params=ocp.args.StandardSave(params),
-                            meta=ocp.args.JsonSave(meta))
-  mngr.save(step, args=args, force=True)
+  items = dict(params=ocp.args.StandardSave(params),
+               meta=ocp.args.JsonSave(meta))
+  if model_state:
+    items['model_state'] = ocp.args.StandardSave(model_state)
+  mngr.save(step, args=ocp.args.Composite(**items), force=True)
   mngr.wait_until_finished()
   mngr.close()
   return os.path.join(str(mngr.directory), str(step))
@@ -101,10 +110,13 @@ def check_meta(meta: dict[str, Any], config: ml_collections.ConfigDict,
 
 def restore(mngr: ocp.CheckpointManager, step: int, params_like: Any,
             opt_state_like: Any | None, sharding: Any,
-            config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """Restores `step` onto `sharding`; opt_state only when `opt_state_like`.
+            config: ml_collections.ConfigDict,
+            model_state_like: Any = None) -> dict[str, Any]:
+  """Restores `step` onto `sharding`; opt_state only when `opt_state_like`,
+  model_state only when `model_state_like` is not empty.
 
-  Returns {'params', 'opt_state' (or None), 'meta'}.
+  Returns {'params', 'opt_state' (or None), 'model_state' ({} when not
+  asked), 'meta'}.
   """
   where = os.path.join(str(mngr.directory), str(step))
   meta = mngr.restore(step, args=ocp.args.Composite(
@@ -114,6 +126,9 @@ def restore(mngr: ocp.CheckpointManager, step: int, params_like: Any,
   if opt_state_like is not None:
     items['opt_state'] = ocp.args.StandardRestore(
         _abstract(opt_state_like, sharding))
+  if model_state_like:
+    items['model_state'] = ocp.args.StandardRestore(
+        _abstract(model_state_like, sharding))
   try:
     out = mngr.restore(step, args=ocp.args.Composite(**items))
   except (ValueError, KeyError) as e:
@@ -121,7 +136,7 @@ def restore(mngr: ocp.CheckpointManager, step: int, params_like: Any,
     raise errors.TalError(f'{where}: checkpoint does not fit the model '
                           f'({msg})') from None
   return {'params': out['params'], 'opt_state': out.get('opt_state'),
-          'meta': meta}
+          'model_state': out.get('model_state') or {}, 'meta': meta}
 
 
 def find_step(mngr: ocp.CheckpointManager, which: str) -> int | None:

@@ -24,7 +24,16 @@ from tal_jax.data import pipeline
 
 def restore_params(trainer: train.Trainer, config: ml_collections.ConfigDict,
                    workdir: str):
-  """Parameters of config.checkpoint, or of the workdir's best checkpoint."""
+  """Parameters of config.checkpoint, or of the workdir's best checkpoint,
+  and where they came from."""
+  variables, where = restore_variables(trainer, config, workdir)
+  return variables['params'], where
+
+
+def restore_variables(trainer: train.Trainer,
+                      config: ml_collections.ConfigDict, workdir: str):
+  """({'params', **model_state}, where) of config.checkpoint, or of the
+  workdir's best checkpoint."""
   ckpt_dir, step = workdir, None
   if config.checkpoint:
     ckpt_dir, step = checkpointing.resolve_checkpoint(config.checkpoint)
@@ -35,11 +44,14 @@ def restore_params(trainer: train.Trainer, config: ml_collections.ConfigDict,
     raise errors.TalError(f'no checkpoint found in {ckpt_dir}')
   if step not in mngr.all_steps():
     raise errors.TalError(f'{ckpt_dir}: no checkpoint at step {step}')
-  like = trainer.init_state(jax.random.key(0)).params
-  restored = checkpointing.restore(mngr, step, like, None, trainer.replicated,
-                                   config)
+  like = jax.eval_shape(lambda: trainer.init_state(jax.random.key(0),
+                                                   pretrained=False))
+  restored = checkpointing.restore(mngr, step, like.params, None,
+                                   trainer.replicated, config,
+                                   like.model_state)
   mngr.close()
-  return restored['params'], os.path.join(str(mngr.directory), str(step))
+  return ({'params': restored['params'], **restored['model_state']},
+          os.path.join(str(mngr.directory), str(step)))
 
 
 def results_json(proposals: dict[str, np.ndarray]) -> dict:

@@ -1,30 +1,35 @@
-"""SSN (MMAction2 0.24.1) as a piece of the shared training loop, feature mode.
+"""SSN (MMAction2 0.24.1) as a piece of the shared training loop.
 
-Data (tal_jax/data/thumos14.py): SSN proposal lists + per-frame features
-[num_frames, D] per video (the pooled backbone output of every frame).
+Data (tal_jax/data/thumos14.py): SSN proposal lists plus, per
+config.data.mode, per-frame features [num_frames, D] per video ('features':
+the pooled backbone output of every frame) or the rawframes themselves
+('frames': the ResNet backbone trains with the head, tal_jax/ssn_frames.py).
 
 * train_arrays: the split's proposal assignment (pools, regression
-  constants) and its frame features, computed once; `inputs` is the video
-  index [N] and `ssn_split` holds the split (an object array).
+  constants) and its per-video sources (features or frame folders), computed
+  once; `inputs` is the video index [N] and `ssn_split` holds the split (an
+  object array).
 * epoch_arrays: each epoch re-samples 8 proposals per video (1 positive, 6
   incomplete, 1 background; random frames in their 2 + 5 + 2 segments) with
   np.random.default_rng([config.seed, epoch, 55]): a function of (seed,
   epoch) only, so a resumed run trains on the same samples. Returns
-  'inputs' [N, 8, 9, D] and the targets `ssn_losses.head_loss` reads.
-* eval_arrays: per video the features of its ticks (one frame every
-  test_interval), padded to [N, T_max, D], and its proposals' tick windows,
-  scale factors and relative bounds, padded to P_max.
-* forward (device): the fused test FC on every tick -> [B, T_max, F].
-* decode (host): STPP-test pooling, scoring, regression, per-class NMS
+  'inputs' [N, 8, 9, D] features or [N, 8, 9, c, c, 3] uint8 frames, and the
+  targets `ssn_losses.ssn_loss` reads.
+* eval_arrays: per video its test inputs (ticks: one frame every
+  test_interval; proposals' tick windows, scale factors, relative bounds)
+  and the split's regression constants.
+* predict / run_test, video by video (memory bounded by one video): the
+  ticks' features (read, or computed by the backbone in eval mode), the fused
+  test FC, STPP-test pooling, scoring, regression and per-class NMS
   (`ssn_postprocess.video_detections`). The loop's per-epoch validation gets
   class-agnostic proposals: every video's detections of all classes merged
-  and ranked by score (top config.test.post_process_top_k), scored by AR@AN.
-* run_test: detections with labels -> results.json (ActivityNet format,
-  seconds, class names) and metrics.json (THUMOS mAP@0.1..0.9 and AR@AN).
+  and ranked by score (top config.test.post_process_top_k), scored by AR@AN;
+  --mode=test writes results.json (ActivityNet format, seconds, class names)
+  and metrics.json (THUMOS mAP@0.1..0.9).
 """
 
-import functools
 import os
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -35,24 +40,50 @@ import numpy as np
 from tal_jax import errors
 from tal_jax import ssn_losses
 from tal_jax import ssn_postprocess
+from tal_jax import ssn_frames
 from tal_jax import ssn_targets
+from tal_jax.data import rawframes
 from tal_jax.data import thumos14
 from tal_jax.models import ssn as ssn_models
 
 
 class SSN(nn.Module):
-  """SSN on frame features: the head under 'head' (frame mode would add the
-  backbone beside it)."""
+  """SSN: the head under 'head', and in frame mode the backbone under
+  'backbone' (its BN statistics in the 'batch_stats' collection)."""
   num_classes: int = 20
   stpp_stage: tuple = (1, 1, 1)
   num_segments_list: tuple = (2, 5, 2)
   use_regression: bool = True
   init_std: float = 0.001
   dropout_ratio: float = 0.8
+  backbone: Any = None
+
+  def frame_features(self, images, train=False):
+    """[..., c, c, 3] frames -> [..., D] float32 pooled backbone features
+    (the spatial mean: upstream's 7x7 average pool at 224). uint8 frames are
+    RGB and get upstream's normalisation (BGR minus the mean); float frames
+    are taken as normalised already."""
+    lead = images.shape[:-3]
+    x = images.reshape((-1,) + images.shape[-3:])
+    if x.dtype == jnp.uint8:
+      x = rawframes.normalize(x)
+    pooled = self.backbone(x, train=train)['pooled']
+    return pooled.reshape(lead + pooled.shape[-1:])
 
   @nn.compact
-  def __call__(self, x, scale_factors=None, deterministic=True):
-    """x: [N, S, D] frame features; scale_factors: [N, 2] (ones if None)."""
+  def __call__(self, x, scale_factors=None, deterministic=True, train=False):
+    """Head outputs of N proposals.
+
+    Args:
+      x: [N, S, D] frame features, or in frame mode [N, S, c, c, 3] uint8
+        frames.
+      scale_factors: [N, 2] (ones if None).
+      deterministic: no dropout.
+      train: BN batch statistics where the backbone's BN mode allows (apply
+        with mutable=['batch_stats']).
+    """
+    if self.backbone is not None:
+      x = self.frame_features(x, train)
     if scale_factors is None:
       scale_factors = jnp.ones((x.shape[0], 2), x.dtype)
     head = ssn_models.SSNHead(
@@ -69,16 +100,22 @@ def _stage(config):
 
 def build(config: ml_collections.ConfigDict) -> SSN:
   m = config.model
+  backbone = (ssn_frames.build_backbone(config)
+              if ssn_frames.is_frames(config) else None)
   return SSN(num_classes=m.num_classes, stpp_stage=_stage(config),
              num_segments_list=tuple(m.num_segments_list),
              use_regression=m.use_regression, init_std=m.init_std,
-             dropout_ratio=m.dropout_ratio)
+             dropout_ratio=m.dropout_ratio, backbone=backbone)
 
 
 def init_inputs(config: ml_collections.ConfigDict) -> np.ndarray:
-  """[1, S, D] zeros (one proposal's segment features)."""
-  return np.zeros((1, sum(config.model.num_segments_list),
-                   config.model.feat_dim), np.float32)
+  """One proposal's segments: [1, S, D] zero features, or in frame mode
+  [1, S, c, c, 3] uint8 zero frames."""
+  s = sum(config.model.num_segments_list)
+  if ssn_frames.is_frames(config):
+    c = config.data.crop_size
+    return np.zeros((1, s, c, c, 3), np.uint8)
+  return np.zeros((1, s, config.model.feat_dim), np.float32)
 
 
 def _counts(config):
@@ -94,24 +131,31 @@ def _counts(config):
 
 
 class TrainSplit:
-  """A training split: SSNVideos, their assignment and frame features
-  (per video [num_frames, D], memory-mapped)."""
+  """A training split: SSNVideos, their assignment and per-video sources:
+  frame features [num_frames, D] (memory-mapped) or frame folders."""
 
-  def __init__(self, videos, pools, features):
-    self.videos, self.pools, self.features = videos, pools, features
+  def __init__(self, videos, pools, sources):
+    self.videos, self.pools, self.sources = videos, pools, sources
 
 
 def _assigner(config):
   return dict(ssn_targets.TRAIN_ASSIGNER, **config.model.assigner.to_dict())
 
 
+def video_sources(videos, config) -> list:
+  """Per video its features [num_frames, D] or its frame folder."""
+  if ssn_frames.is_frames(config):
+    return ssn_frames.frame_dirs(config, videos.names,
+                                 thumos14.data_paths(config)['frame_dir'])
+  return thumos14.load_frame_features(config, videos)
+
+
 def train_arrays(videos, config) -> dict[str, np.ndarray]:
   """{'inputs': [N] video index, 'ssn_split': [N] object (the TrainSplit)}."""
   ssn_videos = [r['ssn_video'] for r in videos.records]
   pools = ssn_targets.assign_split(ssn_videos, _assigner(config))
-  features = thumos14.load_frame_features(config, videos)
   holder = np.empty(len(ssn_videos), object)
-  split = TrainSplit(ssn_videos, pools, features)
+  split = TrainSplit(ssn_videos, pools, video_sources(videos, config))
   for i in range(len(holder)):
     holder[i] = split
   return {'inputs': np.arange(len(ssn_videos)), 'ssn_split': holder}
@@ -130,16 +174,36 @@ def epoch_arrays(arrays, epoch, config) -> dict[str, np.ndarray]:
       split.videos, epoch_rng(config, epoch), counts=_counts(config),
       mode='train', pools=split.pools)
   frames = sample.pop('frame_inds')
-  sample['inputs'] = np.stack([np.asarray(f[i], np.float32)
-                               for f, i in zip(split.features, frames)])
+  if ssn_frames.is_frames(config):
+    sample['inputs'] = ssn_frames.proposal_frames(split.sources, frames,
+                                                  config)
+  else:
+    sample['inputs'] = np.stack([np.asarray(f[i], np.float32)
+                                 for f, i in zip(split.sources, frames)])
   return sample
 
 
-def loss(module, params, batch, rng, config):
+def loss(module, params, batch, rng, config, model_state=None):
+  """SSN loss of a batch; with a model_state (frame mode: the backbone's BN
+  statistics) returns (loss, (metrics, new model_state))."""
   m = config.model
   pos, inc, _ = _counts(config)
-  return ssn_losses.head_loss(module, params, batch, rng, pos, inc,
-                              m.comp_loss_weight, m.reg_loss_weight)
+  weights = (pos, inc, m.comp_loss_weight, m.reg_loss_weight)
+  if model_state is None:
+    return ssn_losses.head_loss(module, params, batch, rng, *weights)
+  b, k = batch['proposal_type'].shape
+  x = batch['inputs'].reshape((b * k,) + batch['inputs'].shape[2:])
+  scale = batch['proposal_scale_factor'].reshape(b * k, 2)
+  (act, comp, bbox), new_state = module.apply(
+      {'params': params, **model_state}, x, scale, deterministic=False,
+      train=True, rngs={'dropout': rng}, mutable=['batch_stats'])
+  c = comp.shape[-1]
+  total, metrics = ssn_losses.ssn_loss(
+      act.reshape(b, k, -1), comp.reshape(b, k, c),
+      None if bbox is None else bbox.reshape(b, k, c, 2),
+      batch['proposal_type'], batch['proposal_labels'], batch['reg_targets'],
+      *weights)
+  return total, (metrics, {**model_state, **new_state})
 
 
 # ----------------------------------------------------------------- test
@@ -152,113 +216,83 @@ def _reg_norm(ssn_videos, config):
 
 
 def eval_arrays(videos, config) -> dict[str, np.ndarray]:
-  """Padded test inputs of every video (see the module doc); the loop's
-  per-epoch evaluation holds them in memory: N x T_max x D floats."""
+  """{'test_inputs': [N] object (`ssn_targets.test_inputs` of each video),
+  'reg_norm': [2, 2] the split's regression constants}."""
   ssn_videos = [r['ssn_video'] for r in videos.records]
-  features = thumos14.load_frame_features(config, videos)
-  reg_norm = _reg_norm(ssn_videos, config)
-  tests = [ssn_targets.test_inputs(v, config.test.test_interval)
-           for v in ssn_videos]
-  n, d = len(tests), config.model.feat_dim
-  t_max = max(1, max(len(t['frame_ticks']) for t in tests))
-  p_max = max(len(t['proposal_tick_list']) for t in tests)
-  out = {'inputs': np.zeros((n, t_max, d), np.float32),
-         'num_ticks': np.zeros(n, np.int32),
-         'ticks': np.zeros((n, p_max, 4), np.int32),
-         'scale': np.ones((n, p_max, 2), np.float32),
-         'relative': np.zeros((n, p_max, 2), np.float32),
-         'num_proposals': np.zeros(n, np.int32),
-         'reg_norm': np.repeat(reg_norm[None], n, axis=0)}
-  for i, t in enumerate(tests):
-    ticks, p = t['frame_ticks'], len(t['proposal_tick_list'])
-    out['inputs'][i, :len(ticks)] = features[i][ticks]
-    out['num_ticks'][i], out['num_proposals'][i] = len(ticks), p
-    out['ticks'][i, :p] = t['proposal_tick_list']
-    out['scale'][i, :p] = t['scale_factor_list']
-    out['relative'][i, :p] = t['relative_proposal_list']
-  return out
-
-
-def forward(module, params, inputs, config):
-  """Fused test FC on every tick: [B, T, D] -> [B, T, F]."""
-  del module
-  kernel, bias = ssn_models.fused_test_fc(params['head'], _stage(config))
-  return inputs @ kernel + bias
-
-
-@functools.partial(jax.jit, static_argnames=('num_classes', 'stpp_stage',
-                                             'use_regression'))
-def _pool_batch(scores, ticks, scale, num_ticks, num_classes, stpp_stage,
-                use_regression):
-  def one(s, t, f, n):
-    return ssn_models.stpp_test(s, t, f, num_classes, stpp_stage,
-                                use_regression, n)
-  return jax.vmap(one)(scores, ticks, scale, num_ticks)
-
-
-def detections(outputs, batch, config) -> list[dict[int, np.ndarray]]:
-  """Per video {class index: [D, 5] relative (start, end, score, loc, size)}."""
-  m, t = config.model, config.test
-  act, comp, bbox = jax.device_get(_pool_batch(
-      jnp.asarray(outputs), jnp.asarray(batch['ticks']),
-      jnp.asarray(batch['scale']), jnp.asarray(batch['num_ticks']),
-      m.num_classes, _stage(config), m.use_regression))
-  out = []
-  for b in range(len(act)):
-    p = int(batch['num_proposals'][b])
-    out.append(ssn_postprocess.video_detections(
-        batch['relative'][b, :p], act[b, :p], comp[b, :p],
-        None if bbox is None else bbox[b, :p], batch['reg_norm'][b],
-        t.top_k, t.nms, m.use_regression))
-  return out
-
-
-def decode(outputs, batch, config):
-  """Class-agnostic proposals for AR@AN: ([B, K, 3] relative (start, end,
-  score), valid [B, K]), all classes' detections ranked by score."""
-  k = config.test.post_process_top_k
-  dets = detections(outputs, batch, config)
-  props = np.zeros((len(dets), k, 3))
-  valid = np.zeros((len(dets), k), bool)
-  for i, by_class in enumerate(dets):
-    rows = np.concatenate([r[:, :3] for r in by_class.values()]
-                          or [np.zeros((0, 3))])
-    rows = rows[np.argsort(-rows[:, 2], kind='stable')][:k]
-    props[i, :len(rows)], valid[i, :len(rows)] = rows, True
-  return props, valid
-
-
-def to_seconds(proposals, duration_frame, duration_second):
-  """[B, K, 3] relative -> seconds (start, end times the duration)."""
-  del duration_frame
-  out = np.array(proposals, np.float64)
-  out[..., :2] *= np.asarray(duration_second, np.float64)[:, None, None]
-  return out
+  holder = np.empty(len(ssn_videos), object)
+  for i, v in enumerate(ssn_videos):
+    holder[i] = ssn_targets.test_inputs(v, config.test.test_interval)
+  return {'test_inputs': holder, 'reg_norm': _reg_norm(ssn_videos, config)}
 
 
 def _bucket(n: int, size: int) -> int:
   return max(size, -(-n // size) * size)
 
 
-def video_detections(params, video, features, reg_norm, config):
-  """{class index: [D, 5] relative rows} of one test video (unpadded but for
-  buckets of 1024 ticks / 256 proposals, which bound recompilation)."""
+def video_detections(variables, inputs, tick_feats, reg_norm, config,
+                     ) -> dict[int, np.ndarray]:
+  """{class index: [D, 5] relative (start, end, score, loc, size)} of one
+  video from its tick features [T, D] (padded to buckets of 1024 ticks / 256
+  proposals, which bound recompilation)."""
   m, t = config.model, config.test
-  inp = ssn_targets.test_inputs(video, t.test_interval)
-  ticks, p = inp['frame_ticks'], len(inp['proposal_tick_list'])
-  feats = np.zeros((_bucket(len(ticks), 1024), m.feat_dim), np.float32)
-  feats[:len(ticks)] = features[ticks]
+  p = len(inputs['proposal_tick_list'])
+  feats = np.zeros((_bucket(len(tick_feats), 1024), m.feat_dim), np.float32)
+  feats[:len(tick_feats)] = tick_feats
   tick_list = np.zeros((_bucket(p, 256), 4), np.int32)
-  tick_list[:p] = inp['proposal_tick_list']
+  tick_list[:p] = inputs['proposal_tick_list']
   scale = np.ones((len(tick_list), 2), np.float32)
-  scale[:p] = inp['scale_factor_list']
+  scale[:p] = inputs['scale_factor_list']
   act, comp, bbox = jax.device_get(ssn_models.ssn_test_forward(
-      params['head'], feats, tick_list, scale, m.num_classes, _stage(config),
-      m.use_regression, np.int32(len(ticks))))
+      variables['params']['head'], feats, tick_list, scale, m.num_classes,
+      _stage(config), m.use_regression, np.int32(len(tick_feats))))
   return ssn_postprocess.video_detections(
-      inp['relative_proposal_list'], act[:p], comp[:p],
+      inputs['relative_proposal_list'], act[:p], comp[:p],
       None if bbox is None else bbox[:p], reg_norm, t.top_k, t.nms,
       m.use_regression)
+
+
+def split_detections(module, variables, videos, config, arrays=None,
+                     progress=False) -> dict[str, dict[int, np.ndarray]]:
+  """{video: {class index: [D, 5] relative rows}} of a split, video by
+  video; `arrays` are its eval_arrays (computed when None)."""
+  arrays = eval_arrays(videos, config) if arrays is None else arrays
+  sources = video_sources(videos, config)
+  items = list(zip(videos.names, arrays['test_inputs'], sources))
+  if progress:
+    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+    items = tqdm(items, desc='test', leave=False)
+  out = {}
+  for name, inputs, source in items:
+    ticks = inputs['frame_ticks']
+    if ssn_frames.is_frames(config):
+      feats = ssn_frames.tick_features(module, variables, source, ticks,
+                                       config)
+    else:
+      feats = np.asarray(source[ticks], np.float32)
+    out[name] = video_detections(variables, inputs, feats, arrays['reg_norm'],
+                                 config)
+  return out
+
+
+def class_agnostic(dets: dict[int, np.ndarray], k: int) -> np.ndarray:
+  """[<= k, 3] relative (start, end, score): all classes' detections ranked
+  by score (stable)."""
+  rows = np.concatenate([r[:, :3] for r in dets.values()] or
+                        [np.zeros((0, 3))])
+  return rows[np.argsort(-rows[:, 2], kind='stable')][:k]
+
+
+def predict(trainer, variables, videos, arrays) -> dict[str, np.ndarray]:
+  """The loop's validation: {video: [K, 3] class-agnostic proposals in
+  seconds (start, end, score)}."""
+  config = trainer.config
+  dets = split_detections(trainer.module, variables, videos, config, arrays)
+  out = {}
+  for name, rec in zip(videos.names, videos.records):
+    rows = class_agnostic(dets[name], config.test.post_process_top_k)
+    rows[:, :2] *= rec['duration_second']
+    out[name] = rows
+  return out
 
 
 def run_test(config: ml_collections.ConfigDict, workdir: str,
@@ -271,17 +305,11 @@ def run_test(config: ml_collections.ConfigDict, workdir: str,
   progress = runlog.show_progress(quiet)
   videos = pipeline.load_split(config, 'test', progress)
   trainer = train.Trainer(config, steps_per_epoch=1)
-  params, where = infer.restore_params(trainer, config, workdir)
+  variables, where = infer.restore_variables(trainer, config, workdir)
   runlog.info(f'restored {where}', quiet)
+  dets = split_detections(trainer.module, variables, videos, config,
+                          progress=progress)
   ssn_videos = [r['ssn_video'] for r in videos.records]
-  features = thumos14.load_frame_features(config, videos)
-  reg_norm = _reg_norm(ssn_videos, config)
-  items = zip(videos.names, ssn_videos, features)
-  if progress:
-    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-    items = tqdm(list(items), desc='test', leave=False)
-  dets = {name: video_detections(params, v, f, reg_norm, config)
-          for name, v, f in items}
   metrics = ssn_postprocess.thumos_map(
       ssn_targets.relative_ground_truth(ssn_videos), dets,
       config.model.num_classes)

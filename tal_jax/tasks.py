@@ -10,9 +10,10 @@ single loop for every model:
   `decode` needs
 - loss(module, params, batch, rng, config) -> (scalar, metrics), pure, jittable
 - forward(module, params, inputs, config) -> outputs, pure and jittable (the
-  device part of inference)
+  device part of batched inference; None for a model with its own `predict`)
 - decode(outputs, batch, config) -> (proposals [B, K, 3] normalised (start, end,
-  score), valid [B, K] bool), on the host (candidate decoding and soft-NMS)
+  score), valid [B, K] bool), on the host (candidate decoding and soft-NMS;
+  None with `predict`)
 - uses_features: whether the split's feature files are read (PEM reads PGM
   outputs instead)
 - to_seconds(proposals, duration_frame, duration_second) -> [B, K, 3] seconds
@@ -20,6 +21,15 @@ single loop for every model:
 - epoch_arrays(arrays, epoch, config) -> the arrays an epoch trains on, a
   function of (config.seed, epoch) only (SSN re-samples proposals each epoch);
   by default the split's arrays as they are
+- param_labels(params, config) -> 'trainable' / 'frozen' tree, or None (all
+  trainable); frozen leaves are torch's requires_grad=False
+- load_pretrained(variables, config) -> variables with configured pretrained
+  weights in place (SSN's ImageNet backbone), or None
+- predict(trainer, variables, videos, eval_arrays) -> {video: [K, 3]
+  proposals in seconds} for the loop's validation, or None for
+  `train.predict_split` (SSN predicts video by video)
+A model with variables besides 'params' (BN statistics) gets them as
+`loss(..., model_state=...)` and returns (loss, (metrics, new_model_state)).
 """
 
 import dataclasses
@@ -35,6 +45,7 @@ from tal_jax import losses
 from tal_jax import pgm
 from tal_jax import postprocess
 from tal_jax import ssn
+from tal_jax import ssn_frames
 from tal_jax import targets
 from tal_jax.data import activitynet
 from tal_jax.models import bmn
@@ -50,13 +61,16 @@ class ModelDef:
   eval_arrays: Callable[[activitynet.VideoSet, ml_collections.ConfigDict],
                         dict[str, np.ndarray]]
   loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
-  forward: Callable[..., Any]
-  decode: Callable[..., tuple[np.ndarray, np.ndarray]]
+  forward: Callable[..., Any] | None = None
+  decode: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None
   uses_features: bool = True
   to_seconds: Callable[..., np.ndarray] = postprocess.to_seconds
   run_test: Callable[..., Any] | None = None
   epoch_arrays: Callable[..., dict[str, np.ndarray]] = (
       lambda arrays, epoch, config: arrays)
+  param_labels: Callable[..., Any] | None = None
+  load_pretrained: Callable[..., Any] | None = None
+  predict: Callable[..., dict[str, np.ndarray]] | None = None
 
 
 def feature_inputs(config: ml_collections.ConfigDict) -> np.ndarray:
@@ -129,9 +143,11 @@ MODELS = {
                         uses_features=False, to_seconds=pgm.to_seconds),
     'ssn': ModelDef(build=ssn.build, init_inputs=ssn.init_inputs,
                     train_arrays=ssn.train_arrays, eval_arrays=ssn.eval_arrays,
-                    loss=ssn.loss, forward=ssn.forward, decode=ssn.decode,
-                    uses_features=False, to_seconds=ssn.to_seconds,
-                    run_test=ssn.run_test, epoch_arrays=ssn.epoch_arrays),
+                    loss=ssn.loss, uses_features=False,
+                    run_test=ssn.run_test, epoch_arrays=ssn.epoch_arrays,
+                    param_labels=ssn_frames.param_labels,
+                    load_pretrained=ssn_frames.load_pretrained,
+                    predict=ssn.predict),
 }
 
 

@@ -32,9 +32,17 @@ from tal_jax.metric_writer import MetricWriter
 
 @flax.struct.dataclass
 class TrainState:
+  """step, params, optimizer state, and the model's other variable
+  collections ({'batch_stats': ...} for SSN's backbone; {} for the rest)."""
   step: jax.Array
   params: Any
   opt_state: Any
+  model_state: Any = flax.struct.field(default_factory=dict)
+
+  @property
+  def variables(self) -> dict[str, Any]:
+    """{'params': ..., **model_state}, as `module.apply` takes them."""
+    return {'params': self.params, **self.model_state}
 
 
 def create_learning_rate_fn(config: ml_collections.ConfigDict,
@@ -50,25 +58,35 @@ def create_learning_rate_fn(config: ml_collections.ConfigDict,
 
 
 def create_optimizer(config: ml_collections.ConfigDict,
-                     lr_fn: optax.Schedule) -> optax.GradientTransformation:
+                     lr_fn: optax.Schedule,
+                     labels: Any = None) -> optax.GradientTransformation:
   """As MMAction2's OptimWrapper: clip the gradient norm, then torch.optim.Adam
   with weight decay added to the gradient (L2, not AdamW); with
   config.train.optimizer == 'sgd', torch.optim.SGD with
-  config.train.momentum (dampening 0, not Nesterov) instead of Adam."""
+  config.train.momentum (dampening 0, not Nesterov) instead of Adam.
+
+  `labels`: an optional 'trainable' / 'frozen' tree like the params; frozen
+  leaves (torch requires_grad=False) get no update, no weight decay and no
+  share of the clipping norm."""
   if config.train.optimizer == 'sgd':
     scale = optax.trace(decay=config.train.momentum, nesterov=False)
   else:
     scale = optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8)
-  return optax.chain(
+  tx = optax.chain(
       optax.clip_by_global_norm(config.train.grad_clip_norm),
       optax.add_decayed_weights(config.train.weight_decay),
       scale, optax.scale_by_learning_rate(lr_fn))
+  if labels is None:
+    return tx
+  return optax.multi_transform({'trainable': tx,
+                                'frozen': optax.set_to_zero()}, labels)
 
 
-def init_params(module, model_def: tasks.ModelDef,
-                config: ml_collections.ConfigDict, rng: jax.Array):
+def init_variables(module, model_def: tasks.ModelDef,
+                   config: ml_collections.ConfigDict, rng: jax.Array):
+  """The module's initial variables ({'params', ...})."""
   inputs = jnp.asarray(model_def.init_inputs(config))
-  return module.init(rng, inputs)['params']
+  return dict(module.init(rng, inputs))
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
@@ -78,14 +96,19 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
   step_rng = jax.random.fold_in(rng, state.step)
 
   def loss_fn(params):
-    return model_def.loss(module, params, batch, step_rng, config)
+    if not state.model_state:
+      loss, metrics = model_def.loss(module, params, batch, step_rng, config)
+      return loss, (metrics, state.model_state)
+    return model_def.loss(module, params, batch, step_rng, config,
+                          model_state=state.model_state)
 
-  (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (_, (metrics, model_state)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = {**metrics, 'grad_norm': optax.global_norm(grads),
              'learning_rate': lr_fn(state.step)}
-  return TrainState(state.step + 1, params, opt_state), metrics
+  return TrainState(state.step + 1, params, opt_state, model_state), metrics
 
 
 def _gather_and_step(state, arrays, idx, rng, *, step, sharding):
@@ -110,8 +133,13 @@ class Trainer:
           f'config.train.batch_size={config.train.batch_size} is not a '
           f'multiple of config.train.videos_per_loss={group}')
     self.lr_fn = create_learning_rate_fn(config, max(1, steps_per_epoch))
-    self.tx = create_optimizer(config, self.lr_fn)
     repl = parallel.replicated(self.mesh)
+    self.replicated = repl
+    labels = None
+    if self.model_def.param_labels is not None:
+      labels = self.model_def.param_labels(
+          self._abstract_variables()['params'], config)
+    self.tx = create_optimizer(config, self.lr_fn, labels)
     shard = parallel.batch_sharded(self.mesh)
     step = functools.partial(train_step, module=self.module,
                              model_def=self.model_def, tx=self.tx,
@@ -122,11 +150,17 @@ class Trainer:
     self.train_step = jax.jit(
         indexed, in_shardings=(repl, repl, shard, repl),
         out_shardings=(repl, repl), donate_argnums=0)
-    forward = functools.partial(self.model_def.forward, self.module,
-                                config=config)
-    self.forward = jax.jit(forward, in_shardings=(repl, shard),
-                           out_shardings=repl)
-    self.replicated = repl
+    self.forward = None
+    if self.model_def.forward is not None:
+      forward = functools.partial(self.model_def.forward, self.module,
+                                  config=config)
+      self.forward = jax.jit(forward, in_shardings=(repl, shard),
+                             out_shardings=repl)
+
+  def _abstract_variables(self):
+    return jax.eval_shape(functools.partial(
+        init_variables, self.module, self.model_def, self.config),
+                          jax.random.key(0))
 
   def put_arrays(self, arrays: dict[str, np.ndarray]) -> dict[str, jax.Array]:
     """A split's host arrays as replicated device arrays (every process holds
@@ -134,12 +168,20 @@ class Trainer:
     return {k: jax.make_array_from_process_local_data(
         self.replicated, np.asarray(v)) for k, v in arrays.items()}
 
-  def init_state(self, rng: jax.Array) -> TrainState:
-    params = jax.jit(functools.partial(init_params, self.module,
-                                       self.model_def, self.config),
-                     out_shardings=self.replicated)(rng)
+  def init_state(self, rng: jax.Array,
+                 pretrained: bool = True) -> TrainState:
+    """Initial state; with `pretrained`, the model's configured pretrained
+    weights (e.g. SSN's ImageNet backbone) replace the random init."""
+    variables = jax.jit(functools.partial(init_variables, self.module,
+                                          self.model_def, self.config),
+                        out_shardings=self.replicated)(rng)
+    if pretrained and self.model_def.load_pretrained is not None:
+      variables = jax.device_put(
+          self.model_def.load_pretrained(jax.device_get(variables),
+                                         self.config), self.replicated)
+    params = variables.pop('params')
     opt_state = jax.jit(self.tx.init, out_shardings=self.replicated)(params)
-    return TrainState(jnp.zeros((), jnp.int32), params, opt_state)
+    return TrainState(jnp.zeros((), jnp.int32), params, opt_state, variables)
 
 
 def forward_batches(trainer: Trainer, params, arrays: dict[str, np.ndarray],
@@ -245,13 +287,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if latest is not None:
     restored = checkpointing.restore(mngr, latest, state.params,
                                      state.opt_state, trainer.replicated,
-                                     config)
+                                     config, state.model_state)
     if restored['opt_state'] is None:
       raise errors.TalError(f'{workdir}: the latest checkpoint has no optimizer '
                             'state (imported?); use another workdir to train')
     start_epoch = restored['meta']['epoch']
     state = TrainState(jnp.asarray(start_epoch * steps_per_epoch, jnp.int32),
-                       restored['params'], restored['opt_state'])
+                       restored['params'], restored['opt_state'],
+                       restored['model_state'])
     runlog.info(f'resumed from {workdir} at epoch {start_epoch}', quiet)
   writer = MetricWriter(workdir)
   metrics = {}
@@ -262,8 +305,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     metrics = {}
     if ((epoch + 1) % config.train.eval_every_epochs == 0 or
         epoch + 1 == config.train.num_epochs):
-      props = predict_split(trainer, state.params, val_set,
-                            config.test.batch_size, arrays=val_arrays)
+      if model_def.predict is not None:
+        props = model_def.predict(trainer, state.variables, val_set,
+                                  val_arrays)
+      else:
+        props = predict_split(trainer, state.params, val_set,
+                              config.test.batch_size, arrays=val_arrays)
       metrics = evaluate_proposals(val_set, props)
       writer.write(int(state.step), metrics, epoch=epoch + 1, split='val')
       runlog.info(f'epoch {epoch + 1}: ' + runlog.format_metrics(metrics),
@@ -274,7 +321,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     meta = {**checkpointing.model_meta(config), 'epoch': epoch + 1,
             'metrics': metrics}
     checkpointing.save(mngr, int(state.step), state.params, state.opt_state,
-                       meta, metrics or None)
+                       meta, metrics or None, state.model_state)
   mngr.close()
   writer.close()
   return metrics

@@ -92,14 +92,14 @@ def test_tiny_trains_two_epochs_and_tests(trained):
 
 
 def test_loop_evaluation_equals_test_mode_detections(trained):
-  # The loop's per-epoch path (batched fused FC + vmapped pooling, merged
-  # classes) and --mode=test (video by video) give the same detections.
+  # The loop's per-epoch path (all classes merged, top-k, seconds) ranks
+  # --mode=test's detections.
   config, workdir, _ = trained
   trainer = train.Trainer(config, steps_per_epoch=1)
-  params, _ = infer.restore_params(trainer, config, workdir)
+  variables, _ = infer.restore_variables(trainer, config, workdir)
   test_set = pipeline.load_split(config, 'test')
-  props = train.predict_split(trainer, params, test_set,
-                              config.test.batch_size)
+  props = ssn.predict(trainer, variables, test_set,
+                      ssn.eval_arrays(test_set, config))
   results = json.load(open(os.path.join(workdir, 'results.json')))['results']
   for name in test_set.names:
     want = np.array([r['segment'] + [r['score']] for r in results[name]])
@@ -186,8 +186,8 @@ def test_malformed_proposal_line_names_file_and_video(cache, tmp_path):
                  "numbers, got '1 0.5 start 10 20'")
 
 
-def test_frames_mode_is_refused_with_one_line(cache):
+def test_unknown_mode_is_refused_with_one_line(cache):
   config = _config(cache)
-  config.data.mode = 'frames'
-  with pytest.raises(errors.TalError, match="config.data.mode='frames'"):
+  config.data.mode = 'clips'
+  with pytest.raises(errors.TalError, match="config.data.mode='clips'"):
     pipeline.load_split(config, 'train')

@@ -304,11 +304,67 @@ def bsn_params_from_state_dict(state_dict: Mapping[str, np.ndarray], config,
   return params
 
 
+_SSN_HEAD_FCS = ('activity_fc', 'completeness_fc', 'regressor_fc')
+
+
+def ssn_variables_from_state_dict(state_dict: Mapping[str, np.ndarray],
+                                  config, source: str = 'state dict') -> dict:
+  """An MMAction2 0.24.1 SSN state dict -> {'params': {'head', 'backbone'?},
+  'batch_stats'?}: the head from 'cls_head.*' (FC weights transposed), and in
+  frame mode the ResNet from 'backbone.*' (tal_jax.convert.torchvision).
+
+  Raises:
+    TalError: a missing head FC or a shape the config rejects.
+  """
+  from tal_jax import ssn_frames  # pylint: disable=g-import-not-at-top
+  from tal_jax.convert import torchvision as tv  # pylint: disable=g-import-not-at-top
+  head = {}
+  for fc in _SSN_HEAD_FCS:
+    if fc == 'regressor_fc' and not config.model.use_regression:
+      continue
+    try:
+      w, b = (state_dict[f'cls_head.{fc}.weight'],
+              state_dict[f'cls_head.{fc}.bias'])
+    except KeyError as e:
+      raise TalError(f'checkpoint {source}: missing key {e.args[0]} for '
+                     'ssn') from None
+    head[fc] = {'kernel': np.asarray(w, np.float32).T,
+                'bias': np.asarray(b, np.float32)}
+  out = {'params': {'head': head}}
+  if ssn_frames.is_frames(config):
+    b = config.model.backbone
+    backbone = tv.resnet_variables_from_state_dict(
+        state_dict, stage_blocks=tuple(b.stage_blocks), width=b.width,
+        source=source)
+    out['params']['backbone'] = backbone['params']
+    out['batch_stats'] = {'backbone': backbone['batch_stats']}
+  _check_shapes(out['params'], config, source)
+  return out
+
+
+def _check_shapes(params, config, source):
+  """TalError naming the first leaf whose shape the config rejects."""
+  import jax  # pylint: disable=g-import-not-at-top
+  got = {'/'.join(str(getattr(k, 'key', k)) for k in path): tuple(x.shape)
+         for path, x in jax.tree_util.tree_leaves_with_path(params)}
+  want = expected_param_shapes(config)
+  for key in sorted(want):
+    if key not in got:
+      raise TalError(f'checkpoint {source}: no {key} for {config.model_name}')
+    if got[key] != want[key]:
+      raise TalError(f'checkpoint {source}: {key} has shape {got[key]} but '
+                     f'the config expects {want[key]}')
+
+
 def load_checkpoint(path: str, config) -> dict:
-  """Params of `config.model_name` ('bmn', 'bsn_tem', 'bsn_pem') from a .pth."""
+  """Variables ({'params', ...}) of `config.model_name` ('bmn', 'bsn_tem',
+  'bsn_pem', 'ssn') from a .pth."""
   if config.model_name == 'bmn':
-    return load_bmn_checkpoint(path, config)
+    return {'params': load_bmn_checkpoint(path, config)}
   if config.model_name in ('bsn_tem', 'bsn_pem'):
-    return bsn_params_from_state_dict(load_pth(path), config, source=path)
+    return {'params': bsn_params_from_state_dict(load_pth(path), config,
+                                                 source=path)}
+  if config.model_name == 'ssn':
+    return ssn_variables_from_state_dict(load_pth(path), config, source=path)
   raise TalError(f'cannot import a {config.model_name!r} checkpoint (BMN, '
-                 'BSN TEM and BSN PEM are supported)')
+                 'BSN TEM, BSN PEM and SSN are supported)')

@@ -8,6 +8,8 @@ Layout (MMAction2 0.x, `ssn_r50_450e_thumos14_rgb_{train,test}.py`):
   SSN trains on THUMOS14's validation videos and tests on its test videos.
 - feature mode: `config.data.feature_dir/<video>.npy`, [num_frames, D] float32
   per-frame features (row i = frame img_{i+1:05d}.jpg), D = config.model.feat_dim.
+- frame mode: `config.data.frame_dir/<video>/img_{:05d}.jpg` rawframes
+  (tal_jax/data/rawframes.py; row i is file i + start_index).
 - `config.data.frame_rate`: frames per second of the frames (30 for THUMOS14
   rawframes), converts frames to seconds for the metrics and results.
 
@@ -19,7 +21,10 @@ noise, a weak video-level scene vector, the segment's class prototype and a
 shared "actionness" direction rising with soft edges inside each segment) and
 TAG-like proposals (jittered gts, partial and over-long windows, random
 windows of THUMOS-like lengths), written once into the cache with
-`results_io`'s proposal-list writer and read back with its reader.
+`results_io`'s proposal-list writer and read back with its reader. In frame
+mode the same videos, ground truth and proposals come with generated JPEG
+frames (`rawframes.synthetic_frames`: the class's shape and colour in motion
+inside each segment, on a drifting scene) at config.data.frame_rate.
 """
 
 import gzip
@@ -33,6 +38,7 @@ from tal_jax import errors
 from tal_jax import results_io
 from tal_jax import ssn_targets
 from tal_jax.data import activitynet
+from tal_jax.data import rawframes
 
 # The 20 THUMOS14 detection classes; proposal-list label i is CLASSES[i - 1].
 CLASSES = ('BaseballPitch', 'BasketballDunk', 'Billiards', 'CleanAndJerk',
@@ -46,6 +52,7 @@ SUBSETS = {'train': 'validation', 'test': 'test'}
 LIST_NAMES = {'train': 'thumos14_tag_val_proposal_list.txt',
               'test': 'thumos14_tag_test_proposal_list.txt'}
 GENERATOR_VERSION = 3
+FRAMES_VERSION = 1
 
 
 def embedded_records(subset: str) -> dict[str, dict[str, Any]]:
@@ -177,8 +184,9 @@ def dataset_dir(cache_dir, num_train, num_test, feat_dim, frame_rate, seed):
       f'r{frame_rate:g}_s{seed}')
 
 
-def _write_split(root, split, records, feat_dim, frame_rate, seed):
-  """Writes one split's proposal list and feature files."""
+def _write_split(root, split, records, frame_rate, seed, write_video):
+  """Writes one split's proposal list, and each video's features or frames
+  with write_video(video, gts [G, 3], num_frames, rng)."""
   blocks = []
   for i, (vid, rec) in enumerate(records.items()):
     rng = np.random.default_rng([seed, len(split), i])
@@ -187,12 +195,27 @@ def _write_split(root, split, records, feat_dim, frame_rate, seed):
     props = tag_like_proposals(gts, num_frames, frame_rate, rng)
     blocks.append(results_io.format_proposal_list_video(
         i, vid, num_frames, 1, gts[:, [1, 2, 0]], props))
+    write_video(vid, gts, num_frames, rng)
+  results_io.write_proposal_list(os.path.join(root, LIST_NAMES[split]),
+                                 blocks)
+
+
+def _feature_writer(root, feat_dim, frame_rate):
+  def write(vid, gts, num_frames, rng):
     with errors.atomic_path(os.path.join(root, 'features', vid + '.npy'),
                             '.npy') as tmp:
       with open(tmp, 'wb') as f:
         np.save(f, video_features(gts, num_frames, feat_dim, frame_rate, rng))
-  results_io.write_proposal_list(os.path.join(root, LIST_NAMES[split]),
-                                 blocks)
+  return write
+
+
+def _frame_writer(root, frame_size):
+  def write(vid, gts, num_frames, rng):
+    frames = rawframes.synthetic_frames(
+        gts, num_frames, frame_size[0], frame_size[1],
+        int(rng.integers(2**31)))
+    rawframes.write_frames(os.path.join(root, 'rawframes', vid), frames)
+  return write
 
 
 def ensure_dataset(cache_dir: str, num_train: int, num_test: int,
@@ -211,8 +234,38 @@ def ensure_dataset(cache_dir: str, num_train: int, num_test: int,
     return paths
   os.makedirs(paths['feature_dir'], exist_ok=True)
   for split, num in (('train', num_train), ('test', num_test)):
-    _write_split(root, split, pick_records(split, num, seed), feat_dim,
-                 frame_rate, seed)
+    _write_split(root, split, pick_records(split, num, seed), frame_rate,
+                 seed, _feature_writer(root, feat_dim, frame_rate))
+  errors.write_text(os.path.join(root, 'DONE'), 'ok\n')
+  return paths
+
+
+def frames_dataset_dir(cache_dir, num_train, num_test, frame_size, frame_rate,
+                       seed):
+  h, w = frame_size
+  return os.path.join(
+      os.path.expanduser(cache_dir), 'synthetic',
+      f'thumos14_frames_v{FRAMES_VERSION}_{num_train}x{num_test}_{h}x{w}_'
+      f'r{frame_rate:g}_s{seed}')
+
+
+def ensure_frames_dataset(cache_dir: str, num_train: int, num_test: int,
+                          frame_size, frame_rate: float, seed: int) -> dict:
+  """The embedded set as rawframes (`rawframes.synthetic_frames`, frame_size
+  (H, W), JPEG), written once; returns frame_dir and ann_file_* paths. Same
+  videos, ground truth and proposals as the feature set of the same seed."""
+  root = frames_dataset_dir(cache_dir, num_train, num_test, frame_size,
+                            frame_rate, seed)
+  paths = {'frame_dir': os.path.join(root, 'rawframes'),
+           'ann_file_train': os.path.join(root, LIST_NAMES['train']),
+           'ann_file_val': os.path.join(root, LIST_NAMES['test']),
+           'ann_file_test': os.path.join(root, LIST_NAMES['test'])}
+  if os.path.isfile(os.path.join(root, 'DONE')):
+    return paths
+  os.makedirs(paths['frame_dir'], exist_ok=True)
+  for split, num in (('train', num_train), ('test', num_test)):
+    _write_split(root, split, pick_records(split, num, seed), frame_rate,
+                 seed, _frame_writer(root, tuple(frame_size)))
   errors.write_text(os.path.join(root, 'DONE'), 'ok\n')
   return paths
 
@@ -221,13 +274,19 @@ def ensure_dataset(cache_dir: str, num_train: int, num_test: int,
 
 
 def data_paths(config) -> dict[str, str]:
-  """feature_dir and ann_file_{train,val,test} (the embedded set's when no
-  data path is configured)."""
+  """feature_dir (feature mode) or frame_dir (frame mode) and
+  ann_file_{train,val,test}: the embedded set's when no data path is
+  configured."""
   d = config.data
-  if d.feature_dir or d.ann_file_train or d.ann_file_val or d.ann_file_test:
-    return {'feature_dir': d.feature_dir, 'ann_file_train': d.ann_file_train,
+  media = 'frame_dir' if d.mode == 'frames' else 'feature_dir'
+  if d[media] or d.ann_file_train or d.ann_file_val or d.ann_file_test:
+    return {media: d[media], 'ann_file_train': d.ann_file_train,
             'ann_file_val': d.ann_file_val or d.ann_file_test,
             'ann_file_test': d.ann_file_test or d.ann_file_val}
+  if d.mode == 'frames':
+    return ensure_frames_dataset(d.cache_dir, d.synthetic_train,
+                                 d.synthetic_val, d.synthetic_frame_size,
+                                 d.frame_rate, d.synthetic_seed)
   return ensure_dataset(d.cache_dir, d.synthetic_train, d.synthetic_val,
                         config.model.feat_dim, d.frame_rate, d.synthetic_seed)
 
@@ -257,9 +316,9 @@ def load_split(config, split: str, progress: bool = False):
   `load_frame_features`); videos without gts are dropped (SSNDataset's
   default filter_gt=True, in every split)."""
   del progress
-  if config.data.mode != 'features':
-    raise errors.TalError(f"config.data.mode='{config.data.mode}': only "
-                          "'features' (per-frame .npy features) is supported")
+  if config.data.mode not in ('features', 'frames'):
+    raise errors.TalError(f"config.data.mode='{config.data.mode}' is not "
+                          "'features' or 'frames'")
   path = data_paths(config)[f'ann_file_{split}']
   if not path:
     raise errors.TalError(f'config.data.ann_file_{split} is empty (an SSN '

@@ -54,13 +54,18 @@ class TorchBatchNorm(nn.Module):
   Attributes:
     use_running_average: normalise with the running stats (torch eval mode).
     dtype: output dtype; statistics are always computed in float32.
+    group_size: batch statistics per consecutive group of this many images
+      (None: the whole batch), as data parallelism with one group per GPU
+      computes them; the running stats move by the mean of the groups'
+      statistics.
   """
   use_running_average: bool
   dtype: Any = jnp.float32
+  group_size: int | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    """x: [..., C] -> [..., C] in `dtype`."""
+    """x: [B, ..., C] -> [B, ..., C] in `dtype`."""
     c = x.shape[-1]
     scale = self.param('scale', nn.initializers.ones, (c,), jnp.float32)
     bias = self.param('bias', nn.initializers.zeros, (c,), jnp.float32)
@@ -69,18 +74,26 @@ class TorchBatchNorm(nn.Module):
     ra_var = self.variable('batch_stats', 'var', jnp.ones, (c,), jnp.float32)
     x32 = x.astype(jnp.float32)
     if self.use_running_average:
-      mean, var = ra_mean.value, ra_var.value
-    else:
-      axes = tuple(range(x.ndim - 1))
-      mean = jnp.mean(x32, axes)
-      var = jnp.mean(jnp.square(x32 - mean), axes)
-      if not self.is_initializing():
-        n = x.size // c
-        unbiased = var * (n / max(n - 1, 1))
-        ra_mean.value = (1 - BN_MOMENTUM) * ra_mean.value + BN_MOMENTUM * mean
-        ra_var.value = (1 - BN_MOMENTUM) * ra_var.value + BN_MOMENTUM * unbiased
+      mul = scale * jax.lax.rsqrt(ra_var.value + BN_EPS)
+      return (x32 * mul + (bias - ra_mean.value * mul)).astype(self.dtype)
+    size = self.group_size or x.shape[0]
+    if x.shape[0] % size:
+      raise ValueError(f'batch {x.shape[0]} is not a multiple of the BN '
+                       f'group size {size}')
+    xg = x32.reshape((-1, size) + x.shape[1:])      # [G, n, ..., C]
+    axes = tuple(range(1, xg.ndim - 1))
+    mean = jnp.mean(xg, axes, keepdims=True)
+    var = jnp.mean(jnp.square(xg - mean), axes, keepdims=True)
+    if not self.is_initializing():
+      n = xg[0].size // c
+      unbiased = var * (n / max(n - 1, 1))
+      ra_mean.value = ((1 - BN_MOMENTUM) * ra_mean.value +
+                       BN_MOMENTUM * mean.reshape(-1, c).mean(0))
+      ra_var.value = ((1 - BN_MOMENTUM) * ra_var.value +
+                      BN_MOMENTUM * unbiased.reshape(-1, c).mean(0))
     mul = scale * jax.lax.rsqrt(var + BN_EPS)
-    return (x32 * mul + (bias - mean * mul)).astype(self.dtype)
+    out = xg * mul + (bias - mean * mul)
+    return out.reshape(x.shape).astype(self.dtype)
 
 
 def _conv(features: int, kernel: int, stride: int, dtype: Any,
@@ -102,17 +115,20 @@ class Bottleneck(nn.Module):
     downsample: whether the shortcut is a 1x1 conv + BN.
     bn_eval: use running stats in all three (four) BNs.
     dtype: compute dtype.
+    bn_group_size: see TorchBatchNorm.
   """
   planes: int
   stride: int
   downsample: bool
   bn_eval: bool
   dtype: Any = jnp.float32
+  bn_group_size: int | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """x: [B, H, W, Cin] -> [B, H/stride, W/stride, planes * 4]."""
-    bn = lambda name: TorchBatchNorm(self.bn_eval, self.dtype, name=name)
+    bn = lambda name: TorchBatchNorm(self.bn_eval, self.dtype,
+                                     self.bn_group_size, name=name)
     out = nn.relu(bn('bn1')(_conv(self.planes, 1, 1, self.dtype, 'conv1')(x)))
     out = _conv(self.planes, 3, self.stride, self.dtype, 'conv2')(out)
     out = nn.relu(bn('bn2')(out))
@@ -147,6 +163,8 @@ class ResNet(nn.Module):
       (see the module docstring).
     dtype: compute dtype (e.g. jnp.bfloat16); parameters and BN statistics
       stay float32.
+    bn_group_size: batch statistics per group of this many images (SSN: the
+      frames of the videos one GPU holds upstream); None: the whole batch.
   """
   stage_blocks: Sequence[int] = RESNET50_STAGE_BLOCKS
   width: int = 64
@@ -155,6 +173,7 @@ class ResNet(nn.Module):
   partial_bn: bool = False
   frozen_stages: int = -1
   dtype: Any = jnp.float32
+  bn_group_size: int | None = None
 
   @nn.compact
   def __call__(self, images: jax.Array,
@@ -176,7 +195,7 @@ class ResNet(nn.Module):
                  frozen_stages=self.frozen_stages)
     x = _conv(self.width, 7, 2, self.dtype, 'conv1')(images.astype(self.dtype))
     x = TorchBatchNorm(_bn_eval(train, 0, True, **modes), self.dtype,
-                       name='bn1')(x)
+                       self.bn_group_size, name='bn1')(x)
     x = nn.max_pool(nn.relu(x), (3, 3), strides=(2, 2),
                     padding=((1, 1), (1, 1)))
     for i, blocks in enumerate(self.stage_blocks):
@@ -184,6 +203,7 @@ class ResNet(nn.Module):
       for j in range(blocks):
         x = Bottleneck(self.width * 2**i, 2 if (i > 0 and j == 0) else 1,
                        downsample=(j == 0), bn_eval=bn_eval, dtype=self.dtype,
+                       bn_group_size=self.bn_group_size,
                        name=f'layer{i + 1}_{j}')(x)
     out = {'feature_map': x,
            'pooled': jnp.mean(x.astype(jnp.float32), axis=(1, 2))}

@@ -1,7 +1,10 @@
-r"""Import an MMAction2 BMN, BSN TEM or BSN PEM checkpoint (.pth) into a workdir.
+r"""Import an MMAction2 BMN, BSN TEM, BSN PEM or SSN checkpoint (.pth) into a
+workdir.
 
 No torch needed. The config names the model (configs/bmn.py, configs/bsn_tem.py,
-configs/bsn_pem.py).
+configs/bsn_pem.py, configs/ssn.py). An SSN checkpoint (MMAction2 0.24.1) gives
+the head, and with `--set data.mode=frames` the ResNet backbone and its BN
+statistics as well.
 
 Usage:
   python -m tal_jax.tools.import_mmaction2 \
@@ -10,12 +13,19 @@ Usage:
   python -m tal_jax.main --config=configs/bmn.py --workdir=/tmp/bmn_imported --mode=test
   python -m tal_jax.tools.import_mmaction2 --checkpoint tem_epoch_20.pth \
       --config configs/bsn_tem.py --workdir work_dirs/bsn/tem
+  python -m tal_jax.tools.import_mmaction2 \
+      --checkpoint ssn_r50_450e_thumos14_rgb_20201012-1920ab16.pth \
+      --config configs/ssn.py --set data.mode=frames --set model.feat_dim=2048 \
+      --workdir work_dirs/ssn_imported
 
 The config's model widths must match the checkpoint; `--set model.feat_dim=2048`
 (repeatable) changes config fields before the check.
 """
 
 import argparse
+
+import jax
+import numpy as np
 
 from tal_jax import checkpointing
 from tal_jax import config_utils
@@ -46,8 +56,8 @@ def _apply_overrides(config, overrides):
 
 def main(argv=None):
   parser = argparse.ArgumentParser(
-      description='Import an MMAction2 BMN / BSN TEM / BSN PEM .pth checkpoint '
-      'into a workdir.')
+      description='Import an MMAction2 BMN / BSN TEM / BSN PEM / SSN .pth '
+      'checkpoint into a workdir.')
   parser.add_argument('--checkpoint', required=True,
                       help='MMAction2 .pth (torch.save zip or legacy format)')
   parser.add_argument('--config', required=True,
@@ -60,10 +70,12 @@ def main(argv=None):
   config = config_utils.load_config(args.config)
   _apply_overrides(config, args.set)
   print(f'reading {args.checkpoint}')
-  params = mmaction2.load_checkpoint(args.checkpoint, config)
-  path = checkpointing.save_params(args.workdir, params, config)
-  print(f'saved {sum(v.size for p in params.values() for v in p.values()):,} '
-        f'parameters to {path}')
+  variables = dict(mmaction2.load_checkpoint(args.checkpoint, config))
+  params = variables.pop('params')
+  path = checkpointing.save_params(args.workdir, params, config,
+                                   model_state=variables)
+  count = sum(np.size(v) for v in jax.tree.leaves(params))
+  print(f'saved {count:,} parameters to {path}')
   return path
 
 
