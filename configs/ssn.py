@@ -85,7 +85,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   test.nms = 0.2
   # Class-agnostic proposals per video for the per-epoch AR@AN.
   test.post_process_top_k = 100
-  test.batch_size = 4
   # Frame mode: tick frames per backbone call (test_cfg sampler batch_size).
   test.frames_per_batch = 16
 
