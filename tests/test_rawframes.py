@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tal_jax.data import rawframes
+from tal_jax.data import synthetic_frames
 from tal_jax.errors import TalError
 
 GOLDEN = np.load(os.path.join(os.path.dirname(__file__), 'golden',
@@ -190,11 +191,11 @@ GTS = np.array([[3, 20, 40], [14, 60, 80]])
 
 
 def test_synthetic_frames_deterministic():
-  a = rawframes.synthetic_frames(GTS, 90, 48, 64, seed=[1, 2])
+  a = synthetic_frames.synthetic_frames(GTS, 90, 48, 64, seed=[1, 2])
   assert a.shape == (90, 48, 64, 3) and a.dtype == np.uint8
   np.testing.assert_array_equal(
-      a, rawframes.synthetic_frames(GTS, 90, 48, 64, seed=[1, 2]))
-  assert np.abs(a.astype(int) - rawframes.synthetic_frames(
+      a, synthetic_frames.synthetic_frames(GTS, 90, 48, 64, seed=[1, 2]))
+  assert np.abs(a.astype(int) - synthetic_frames.synthetic_frames(
       GTS, 90, 48, 64, seed=[1, 3])).mean() > 5
 
 
@@ -205,7 +206,7 @@ def _foreground(frames, t, background_t, threshold=40):
 
 
 def test_synthetic_pattern_visible_with_soft_edges():
-  f = rawframes.synthetic_frames(GTS, 90, 48, 64, seed=4)
+  f = synthetic_frames.synthetic_frames(GTS, 90, 48, 64, seed=4)
   background = [_foreground(f, t, t + 3).sum() for t in (2, 6, 47, 52, 85)]
   assert max(background) == 0  # background frames differ only a little.
   inside = [_foreground(f, t, 12).sum() for t in range(24, 37, 4)]
@@ -223,7 +224,7 @@ def test_synthetic_pattern_visible_with_soft_edges():
 
 def _pattern(label, seed=7, t=30):
   """Mean colour [3] and centred mask [25, 25] of one class at frame t."""
-  f = rawframes.synthetic_frames([[label, 20, 50]], 60, 48, 64, seed)
+  f = synthetic_frames.synthetic_frames([[label, 20, 50]], 60, 48, 64, seed)
   mask = _foreground(f, t, 10)
   colour = f[t][mask].mean(0)
   ys, xs = np.nonzero(mask)
@@ -240,7 +241,7 @@ def test_synthetic_classes_differ():
   # Colour: class k's pattern is closest to colour (k - 1) // 5.
   for label in (1, 7, 13, 19, 20):
     colour, _ = _pattern(label)
-    nearest = np.argmin(np.abs(rawframes._COLOURS - colour).sum(-1))
+    nearest = np.argmin(np.abs(synthetic_frames._COLOURS - colour).sum(-1))
     assert nearest == (label - 1) // 5
   # Shape: at another frame (moved), each of the 5 shapes overlaps its own
   # mask more than any other shape's: a one-frame nearest-shape classifier.

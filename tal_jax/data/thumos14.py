@@ -23,8 +23,8 @@ TAG-like proposals (jittered gts, partial and over-long windows, random
 windows of THUMOS-like lengths), written once into the cache with
 `results_io`'s proposal-list writer and read back with its reader. In frame
 mode the same videos, ground truth and proposals come with generated JPEG
-frames (`rawframes.synthetic_frames`: the class's shape and colour in motion
-inside each segment, on a drifting scene) at config.data.frame_rate.
+frames (tal_jax/data/synthetic_frames.py: the class's shape and colour in
+motion inside each segment, on a drifting scene) at config.data.frame_rate.
 """
 
 import gzip
@@ -39,6 +39,7 @@ from tal_jax import results_io
 from tal_jax import ssn_targets
 from tal_jax.data import activitynet
 from tal_jax.data import rawframes
+from tal_jax.data import synthetic_frames
 
 # The 20 THUMOS14 detection classes; proposal-list label i is CLASSES[i - 1].
 CLASSES = ('BaseballPitch', 'BasketballDunk', 'Billiards', 'CleanAndJerk',
@@ -211,7 +212,7 @@ def _feature_writer(root, feat_dim, frame_rate):
 
 def _frame_writer(root, frame_size):
   def write(vid, gts, num_frames, rng):
-    frames = rawframes.synthetic_frames(
+    frames = synthetic_frames.synthetic_frames(
         gts, num_frames, frame_size[0], frame_size[1],
         int(rng.integers(2**31)))
     rawframes.write_frames(os.path.join(root, 'rawframes', vid), frames)
@@ -251,8 +252,8 @@ def frames_dataset_dir(cache_dir, num_train, num_test, frame_size, frame_rate,
 
 def ensure_frames_dataset(cache_dir: str, num_train: int, num_test: int,
                           frame_size, frame_rate: float, seed: int) -> dict:
-  """The embedded set as rawframes (`rawframes.synthetic_frames`, frame_size
-  (H, W), JPEG), written once; returns frame_dir and ann_file_* paths. Same
+  """The embedded set as rawframes (`synthetic_frames.synthetic_frames`,
+  frame_size (H, W), JPEG), written once; returns frame_dir and ann_file_* paths. Same
   videos, ground truth and proposals as the feature set of the same seed."""
   root = frames_dataset_dir(cache_dir, num_train, num_test, frame_size,
                             frame_rate, seed)

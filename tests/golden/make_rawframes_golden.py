@@ -55,12 +55,13 @@ import sys
 sys.path.insert(0, {ROOT!r})
 import numpy as np
 from tal_jax.data import rawframes
+from tal_jax.data import synthetic_frames
 out = sys.argv[1]
-frames = rawframes.synthetic_frames(np.array({SYNTHETIC_GTS}), 12, 48, 64, 5)
+frames = synthetic_frames.synthetic_frames(np.array({SYNTHETIC_GTS}), 12, 48, 64, 5)
 rawframes.write_frames(out + '/synthetic', frames)
 gts = np.array([[9, 0, 2]])
 rawframes.write_frames(out + '/thumos',
-                       rawframes.synthetic_frames(gts, 2, 240, 320, 6)[1:])
+                       synthetic_frames.synthetic_frames(gts, 2, 240, 320, 6)[1:])
 """
 
 
