@@ -66,16 +66,31 @@ class BMN(nn.Module):
     """Confidence map [B, T, T, 2] from base features [B, T, h1]."""
     h1, h2, h3 = self.hidden_dim_1d, self.hidden_dim_2d, self.hidden_dim_3d
     x = nn.relu(self._conv('x_1d_p_0', h1, (3,), h1, 1)(base))
-    x = nn.relu(
-        layers.BoundaryMatching(
-            h3, self.num_samples, self.num_samples_per_bin,
-            self.boundary_ratio, self.bm_layer, self.dtype,
-            name='x_3d_p_0')(x))
-    x = nn.relu(self._conv('x_2d_p_0', h2, (1, 1), h3)(x))
+    bm = layers.BoundaryMatching(
+        h3, self.num_samples, self.num_samples_per_bin, self.boundary_ratio,
+        self.bm_layer, self.dtype, name='x_3d_p_0')
+    conv_2d_0 = self._conv('x_2d_p_0', h2, (1, 1), h3)
+    if self.bm_layer == 'reassociated':
+      x = self._valid_cells_1x1(bm, conv_2d_0, x)
+    else:
+      x = nn.relu(conv_2d_0(nn.relu(bm(x))))
     x = nn.relu(self._conv('x_2d_p_2', h2, (3, 3), h2, 1)(x))
     x = nn.relu(self._conv('x_2d_p_4', h2, (3, 3), h2, 1)(x))
     x = self._conv('x_2d_p_6', 2, (1, 1), h2)(x)
     return nn.sigmoid(x.astype(jnp.float32))
+
+  def _valid_cells_1x1(self, bm, conv_2d_0, x):
+    """BM layer, ReLU, 1x1 conv, ReLU on the valid cells only: [B,T,T,h2].
+
+    Every invalid cell (s+d > T-1) leaves the BM layer as its bias, so they
+    all share one row, computed once and spread over the grid afterwards.
+    """
+    cells, bias = bm(x, as_cells=True)  # [V, B, h3], [h3]
+    cells = nn.relu(conv_2d_0(nn.relu(cells)))  # 1x1 conv: spatial (V, B)
+    row = nn.relu(conv_2d_0(nn.relu(bias)[None, None, :]))  # [1, 1, h2]
+    row = jnp.broadcast_to(row, (1,) + cells.shape[1:])
+    return layers.grid_from_cells(jnp.concatenate([cells, row]),
+                                  layers.valid_cell_index(self.temporal_dim))
 
   @classmethod
   def from_config(cls, model_config: ml_collections.ConfigDict,

@@ -12,7 +12,10 @@ Two equal formulations of the layer (same parameters):
   'dense': MMAction2's order: features @ mask ([T] x [T, N*T*T]), then Conv3d.
   'reassociated': contract the Conv3d weights with the features first
     (Y[t, n, o] = sum_c x[t, c] W[n, c, o]), then one matmul with the mask
-    restricted to the valid cells s+d <= T-1 (the other cells are zero).
+    restricted to the valid cells s+d <= T-1 (the other cells are zero, so
+    every invalid cell equals the bias; BMN keeps them as one shared row
+    through its 1x1 convolution, `as_cells=True`, and only then spreads the
+    cells over the [T, T] grid with `grid_from_cells`).
 """
 
 import functools
@@ -146,9 +149,7 @@ def _valid_cell_matrix(tscale, num_samples, num_samples_per_bin,
                         boundary_ratio)
   dd, ss = np.nonzero(bm_valid_mask(tscale))
   a = np.transpose(mask[:, :, dd, ss], (2, 0, 1)).reshape(len(dd), -1)
-  index = np.full((tscale * tscale,), len(dd), np.int32)
-  index[dd * tscale + ss] = np.arange(len(dd), dtype=np.int32)
-  return np.ascontiguousarray(a), index
+  return np.ascontiguousarray(a), valid_cell_index(tscale)
 
 
 class BoundaryMatching(nn.Module):
@@ -171,8 +172,13 @@ class BoundaryMatching(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
-    """x: [B, T, C] -> [B, T(duration), T(start), features]."""
+  def __call__(self, x, as_cells=False):
+    """x: [B, T, C] -> [B, T(duration), T(start), features].
+
+    With as_cells=True (bm_layer 'reassociated' only) returns
+    (cells [V, B, features], bias [features]): the valid cells s+d <= T-1 in
+    `valid_cell_index` order, bias included; every other cell equals `bias`.
+    """
     tscale, channels = x.shape[-2], x.shape[-1]
     n = self.num_samples
     kernel = self.param('kernel', torch_kernel_init,
@@ -180,15 +186,19 @@ class BoundaryMatching(nn.Module):
     bias = self.param('bias', torch_bias_init(channels * n), (self.features,))
     x = x.astype(self.dtype)
     w = kernel.reshape(n, channels, self.features).astype(self.dtype)
+    bias = bias.astype(self.dtype)
     args = (tscale, n, self.num_samples_per_bin, float(self.boundary_ratio))
-    if self.bm_layer == 'dense':
-      out = _dense_bm(x, w, bm_sample_mask(*args))
-    elif self.bm_layer == 'reassociated':
-      out = _reassociated_bm(x, w, *_valid_cell_matrix(*args))
-    else:
+    if self.bm_layer == 'dense' and not as_cells:
+      return _dense_bm(x, w, bm_sample_mask(*args)) + bias
+    if self.bm_layer != 'reassociated':
       raise ValueError(f"model.bm_layer: unknown '{self.bm_layer}' "
                        "(use 'dense' or 'reassociated')")
-    return out + bias.astype(self.dtype)
+    a, index = _valid_cell_matrix(*args)
+    cells = _reassociated_cells(x, w, a) + bias
+    if as_cells:
+      return cells, bias
+    row = jnp.broadcast_to(bias, (1,) + cells.shape[1:])
+    return grid_from_cells(jnp.concatenate([cells, row]), index)
 
 
 def _dense_bm(x, w, mask):
@@ -197,11 +207,57 @@ def _dense_bm(x, w, mask):
   return jnp.einsum('bcnds,nco->bdso', sampled, w)
 
 
-def _reassociated_bm(x, w, a, index):
-  """Weights first. x [B,T,C], w [N,C,O], a [V,T*N], index [T*T] -> [B,T,T,O]."""
-  batch, tscale, _ = x.shape
-  y = jnp.einsum('btc,nco->btno', x, w).reshape(batch, -1, w.shape[-1])
-  cells = jnp.einsum('vj,bjo->bvo', jnp.asarray(a, x.dtype), y)
-  cells = jnp.concatenate([cells, jnp.zeros_like(cells[:, :1])], axis=1)
-  out = jnp.take(cells, jnp.asarray(index), axis=1)
-  return out.reshape(batch, tscale, tscale, w.shape[-1])
+def _reassociated_cells(x, w, a):
+  """Weights first. x [B,T,C], w [N,C,O], a [V,T*N] -> cells [V, B, O].
+
+  One 2-D product [V, T*N] @ [T*N, B*O] (no batch dimension, no transpose of
+  the [V, B, O] result).
+  """
+  batch, out = x.shape[0], w.shape[-1]
+  y = jnp.einsum('btc,nco->tnbo', x, w).reshape(-1, batch * out)
+  cells = jnp.dot(jnp.asarray(a, x.dtype), y)
+  return cells.reshape(a.shape[0], batch, out)
+
+
+def valid_cell_index(tscale: int) -> np.ndarray:
+  """[T*T] int32: grid cell d*T+s -> its row among the V valid cells, or V."""
+  dd, ss = np.nonzero(bm_valid_mask(tscale))
+  index = np.full((tscale * tscale,), len(dd), np.int32)
+  index[dd * tscale + ss] = np.arange(len(dd), dtype=np.int32)
+  return index
+
+
+@jax.custom_vjp
+def _take_rows(rows, index, positions):
+  del positions  # only for the backward
+  return jnp.take(rows, index, axis=0)
+
+
+def _take_rows_fwd(rows, index, positions):
+  return _take_rows(rows, index, positions), (index, positions)
+
+
+def _take_rows_bwd(res, ct):
+  """Transpose of the take without a scatter: rows[v] for v < V is taken by
+  exactly one grid cell (positions[v]), the last row by all the others."""
+  index, positions = res
+  invalid = (index == positions.shape[0])[:, None, None]
+  rest = jnp.sum(jnp.where(invalid, ct, 0), axis=0, keepdims=True)
+  return jnp.concatenate([jnp.take(ct, positions, axis=0), rest]), None, None
+
+
+_take_rows.defvjp(_take_rows_fwd, _take_rows_bwd)
+
+
+def grid_from_cells(rows, index):
+  """rows [V+1, B, C] (valid cells, then the invalid-cell value) -> [B, T, T, C].
+
+  `index` is `valid_cell_index(T)` (numpy); the backward gathers instead of
+  scatter-adding.
+  """
+  tscale = math.isqrt(len(index))
+  positions = np.nonzero(index < len(rows) - 1)[0].astype(np.int32)
+  positions = positions[np.argsort(index[positions])]
+  grid = _take_rows(rows, jnp.asarray(index), jnp.asarray(positions))
+  return jnp.transpose(grid, (1, 0, 2)).reshape(
+      rows.shape[1], tscale, tscale, rows.shape[2])
