@@ -89,10 +89,20 @@ def init_variables(module, model_def: tasks.ModelDef,
   return dict(module.init(rng, inputs))
 
 
+def _trainable_norm(grads: Any, labels: Any) -> jax.Array:
+  """Global norm of the gradients of the trainable leaves (all if no labels),
+  the norm MMAction2's clipping computes and logs."""
+  if labels is not None:
+    grads = jax.tree.map(lambda g, l: g if l == 'trainable' else None, grads,
+                         labels)
+  return optax.global_norm(grads)
+
+
 def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
                *, module, model_def: tasks.ModelDef, tx, lr_fn,
-               config) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One optimisation step on a global batch."""
+               config, labels=None) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimisation step on a global batch (`labels`: the optimizer's
+  'trainable' / 'frozen' tree, or None)."""
   step_rng = jax.random.fold_in(rng, state.step)
 
   def loss_fn(params):
@@ -106,7 +116,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
       loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = {**metrics, 'grad_norm': optax.global_norm(grads),
+  metrics = {**metrics, 'grad_norm': _trainable_norm(grads, labels),
              'learning_rate': lr_fn(state.step)}
   return TrainState(state.step + 1, params, opt_state, model_state), metrics
 
@@ -143,7 +153,7 @@ class Trainer:
     shard = parallel.batch_sharded(self.mesh)
     step = functools.partial(train_step, module=self.module,
                              model_def=self.model_def, tx=self.tx,
-                             lr_fn=self.lr_fn, config=config)
+                             lr_fn=self.lr_fn, config=config, labels=labels)
     # train_step on a batch gathered on the devices from the split's arrays
     # (put there once per split): only the [B] indices travel per step.
     indexed = functools.partial(_gather_and_step, step=step, sharding=shard)

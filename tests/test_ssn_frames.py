@@ -19,6 +19,7 @@ import pytest
 from tal_jax import config_utils
 from tal_jax import ssn
 from tal_jax import ssn_frames
+from tal_jax import train
 from tal_jax import errors
 from tal_jax.convert import mmaction2
 from tal_jax.convert import torchvision as tv
@@ -181,6 +182,10 @@ def test_gradients_match(golden, state, model, trained):
             if _get(labels['backbone'], path) == 'frozen'}
   assert frozen == {str(n) for n in golden['frozen_names']}
   assert all(leaf == 'trainable' for leaf in jax.tree.leaves(labels['head']))
+  # The logged grad_norm is the norm upstream clips: trainable tensors only.
+  want = np.sqrt(np.sum(np.square(golden['grad_norm'])))
+  assert float(train._trainable_norm(grads, labels)) == pytest.approx(  # pylint: disable=protected-access
+      want, rel=1e-4)
 
 
 def test_test_time_features_and_scores(golden, model):
