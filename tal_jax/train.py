@@ -191,7 +191,12 @@ class Trainer:
                                          self.config), self.replicated)
     params = variables.pop('params')
     opt_state = jax.jit(self.tx.init, out_shardings=self.replicated)(params)
-    return TrainState(jnp.zeros((), jnp.int32), params, opt_state, variables)
+    return TrainState(self.step_array(0), params, opt_state, variables)
+
+  def step_array(self, step: int) -> jax.Array:
+    """The step counter, committed with train_step's output sharding (an
+    uncommitted scalar would make the second step compile again)."""
+    return jax.device_put(jnp.asarray(step, jnp.int32), self.replicated)
 
 
 def forward_batches(trainer: Trainer, params, arrays: dict[str, np.ndarray],
@@ -302,7 +307,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       raise errors.TalError(f'{workdir}: the latest checkpoint has no optimizer '
                             'state (imported?); use another workdir to train')
     start_epoch = restored['meta']['epoch']
-    state = TrainState(jnp.asarray(start_epoch * steps_per_epoch, jnp.int32),
+    state = TrainState(trainer.step_array(start_epoch * steps_per_epoch),
                        restored['params'], restored['opt_state'],
                        restored['model_state'])
     runlog.info(f'resumed from {workdir} at epoch {start_epoch}', quiet)

@@ -190,3 +190,27 @@ def test_checkpoint_every_epochs(tmp_path, monkeypatch):
   train.train_and_evaluate(config, str(tmp_path / 'w'), quiet=True)
   # 4 steps per epoch: epoch 3 (every 3), epoch 4 (evaluated), epoch 5 (last).
   assert saved == [12, 16, 20]
+
+
+def test_train_step_compiles_once(tmp_path):
+  """The initial step counter carries train_step's output sharding: a fresh
+  state and the states it returns hit the same compiled step."""
+  from tal_jax import parallel  # pylint: disable=g-import-not-at-top
+  config = tiny_config(tmp_path)
+  m = config.model
+  rng = np.random.default_rng(0)
+  n, bs = 8, config.train.batch_size
+  arrays = {
+      'inputs': rng.random((n, m.temporal_dim, m.feat_dim), np.float32),
+      'iou_map': rng.random((n, m.temporal_dim, m.temporal_dim), np.float32),
+      'start': rng.random((n, m.temporal_dim), np.float32),
+      'end': rng.random((n, m.temporal_dim), np.float32)}
+  trainer = train.Trainer(config, steps_per_epoch=2)
+  state = trainer.init_state(jax.random.key(0))
+  device_arrays = trainer.put_arrays(arrays)
+  for _ in range(3):
+    idx = parallel.shard_batch({'idx': np.arange(bs, dtype=np.int32)},
+                               trainer.mesh, bs)['idx']
+    state, _ = trainer.train_step(state, device_arrays, idx,
+                                  jax.random.key(1))
+  assert trainer.train_step._cache_size() == 1  # pylint: disable=protected-access
