@@ -219,26 +219,33 @@ def _frame_writer(root, frame_size):
   return write
 
 
-def ensure_dataset(cache_dir: str, num_train: int, num_test: int,
-                   feat_dim: int, frame_rate: float, seed: int) -> dict:
-  """Writes the embedded set once; returns feature_dir and ann_file_* paths.
-
-  ann_file_val is the test list (SSN validates on the test videos).
-  """
-  root = dataset_dir(cache_dir, num_train, num_test, feat_dim, frame_rate,
-                     seed)
-  paths = {'feature_dir': os.path.join(root, 'features'),
+def _ensure(root: str, media: str, folder: str, num_train: int,
+            num_test: int, frame_rate: float, seed: int, writer) -> dict:
+  """Writes an embedded set under `root` once (a DONE marker); returns
+  {media: <root>/<folder>, 'ann_file_{train,val,test}'}. ann_file_val is the
+  test list (SSN validates on the test videos)."""
+  paths = {media: os.path.join(root, folder),
            'ann_file_train': os.path.join(root, LIST_NAMES['train']),
            'ann_file_val': os.path.join(root, LIST_NAMES['test']),
            'ann_file_test': os.path.join(root, LIST_NAMES['test'])}
   if os.path.isfile(os.path.join(root, 'DONE')):
     return paths
-  os.makedirs(paths['feature_dir'], exist_ok=True)
+  os.makedirs(paths[media], exist_ok=True)
   for split, num in (('train', num_train), ('test', num_test)):
     _write_split(root, split, pick_records(split, num, seed), frame_rate,
-                 seed, _feature_writer(root, feat_dim, frame_rate))
+                 seed, writer)
   errors.write_text(os.path.join(root, 'DONE'), 'ok\n')
   return paths
+
+
+def ensure_dataset(cache_dir: str, num_train: int, num_test: int,
+                   feat_dim: int, frame_rate: float, seed: int) -> dict:
+  """The embedded set with per-frame features, written once; returns
+  feature_dir and ann_file_* paths."""
+  root = dataset_dir(cache_dir, num_train, num_test, feat_dim, frame_rate,
+                     seed)
+  return _ensure(root, 'feature_dir', 'features', num_train, num_test,
+                 frame_rate, seed, _feature_writer(root, feat_dim, frame_rate))
 
 
 def frames_dataset_dir(cache_dir, num_train, num_test, frame_size, frame_rate,
@@ -253,22 +260,13 @@ def frames_dataset_dir(cache_dir, num_train, num_test, frame_size, frame_rate,
 def ensure_frames_dataset(cache_dir: str, num_train: int, num_test: int,
                           frame_size, frame_rate: float, seed: int) -> dict:
   """The embedded set as rawframes (`synthetic_frames.synthetic_frames`,
-  frame_size (H, W), JPEG), written once; returns frame_dir and ann_file_* paths. Same
-  videos, ground truth and proposals as the feature set of the same seed."""
+  frame_size (H, W), JPEG), written once; returns frame_dir and ann_file_*
+  paths. Same videos, ground truth and proposals as the feature set of the
+  same seed."""
   root = frames_dataset_dir(cache_dir, num_train, num_test, frame_size,
                             frame_rate, seed)
-  paths = {'frame_dir': os.path.join(root, 'rawframes'),
-           'ann_file_train': os.path.join(root, LIST_NAMES['train']),
-           'ann_file_val': os.path.join(root, LIST_NAMES['test']),
-           'ann_file_test': os.path.join(root, LIST_NAMES['test'])}
-  if os.path.isfile(os.path.join(root, 'DONE')):
-    return paths
-  os.makedirs(paths['frame_dir'], exist_ok=True)
-  for split, num in (('train', num_train), ('test', num_test)):
-    _write_split(root, split, pick_records(split, num, seed), frame_rate,
-                 seed, _frame_writer(root, tuple(frame_size)))
-  errors.write_text(os.path.join(root, 'DONE'), 'ok\n')
-  return paths
+  return _ensure(root, 'frame_dir', 'rawframes', num_train, num_test,
+                 frame_rate, seed, _frame_writer(root, tuple(frame_size)))
 
 
 # -------------------------------------------------------------- loading
