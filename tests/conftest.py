@@ -1,5 +1,6 @@
 """Shared test set-up: tal_jax first (XLA flags), a persistent XLA cache."""
 
+import json
 import os
 import tempfile
 
@@ -32,3 +33,9 @@ def restore_checkpoint(workdir, config, step=None):
                               trainer.replicated, config)
   mngr.close()
   return out
+
+
+def metrics_rows(workdir):
+  """The rows of a run's <workdir>/metrics.jsonl, in order."""
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]

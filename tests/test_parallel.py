@@ -23,6 +23,7 @@ from tal_jax import config_utils
 from tal_jax import errors
 from tal_jax import parallel
 from tal_jax import train
+from conftest import metrics_rows
 from conftest import restore_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,9 +41,7 @@ def tiny_config(cache_dir, num_epochs):
 
 
 def val_metrics(workdir):
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    lines = [json.loads(l) for l in f]
-  return {l['epoch']: l for l in lines if l['split'] == 'val'}
+  return {l['epoch']: l for l in metrics_rows(workdir) if l['split'] == 'val'}
 
 
 def _state(restored):

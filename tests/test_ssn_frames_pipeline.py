@@ -21,6 +21,7 @@ from tal_jax import train
 from tal_jax.convert import torchvision as tv
 from tal_jax.data import pipeline
 from tal_jax.data import thumos14
+from conftest import metrics_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = os.path.join(ROOT, 'tests', 'golden')
@@ -46,11 +47,6 @@ def trained(cache, tmp_path_factory):
   train.train_and_evaluate(config, workdir, quiet=True)
   metrics = infer.run_test(config, workdir, quiet=True)
   return config, workdir, metrics
-
-
-def _jsonl(workdir):
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [json.loads(line) for line in f]
 
 
 def test_embedded_rawframes_match_the_proposal_lists(cache):
@@ -80,7 +76,7 @@ def test_epoch_frames_are_a_function_of_seed_and_epoch(cache):
 
 def test_trains_and_tests_with_bn_statistics_saved(trained):
   config, workdir, metrics = trained
-  rows = _jsonl(workdir)
+  rows = metrics_rows(workdir)
   train_rows = [r for r in rows if r['split'] == 'train']
   assert train_rows[-1]['step'] == 4
   assert all(np.isfinite(r['loss_activity']) for r in train_rows)
@@ -102,7 +98,7 @@ def test_resume_continues_bitwise(cache, trained, tmp_path):
   workdir = str(tmp_path / 'resumed')
   train.train_and_evaluate(_config(cache, num_epochs=1), workdir, quiet=True)
   train.train_and_evaluate(_config(cache), workdir, quiet=True)
-  last = lambda d: [r for r in _jsonl(d) if r['split'] == 'train'][-1]
+  last = lambda d: [r for r in metrics_rows(d) if r['split'] == 'train'][-1]
   for k in ('loss_activity', 'loss_completeness', 'grad_norm'):
     assert last(workdir)[k] == pytest.approx(last(full_dir)[k], rel=1e-5)
 

@@ -18,6 +18,7 @@ from tal_jax import ssn
 from tal_jax import train
 from tal_jax.data import pipeline
 from tal_jax.data import thumos14
+from conftest import metrics_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -43,11 +44,6 @@ def trained(cache, tmp_path_factory):
   return config, workdir, metrics
 
 
-def _jsonl(workdir):
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [json.loads(line) for line in f]
-
-
 def test_embedded_set_is_real_thumos_ground_truth(cache):
   config = _config(cache)
   videos = pipeline.load_split(config, 'train')
@@ -66,7 +62,7 @@ def test_embedded_set_is_real_thumos_ground_truth(cache):
 
 def test_tiny_trains_two_epochs_and_tests(trained):
   config, workdir, metrics = trained
-  rows = _jsonl(workdir)
+  rows = metrics_rows(workdir)
   assert [r['epoch'] for r in rows if r['split'] == 'val'] == [1, 2]
   assert all(0 <= r['AUC'] <= 100 for r in rows if r['split'] == 'val')
   assert set(metrics) == {f'mAP@{t:.2f}' for t in np.arange(0.1, 1, 0.1)} | {
@@ -128,7 +124,7 @@ def test_resumed_run_trains_on_the_same_samples(cache, trained, tmp_path):
   train.train_and_evaluate(_config(cache, num_epochs=1), workdir, quiet=True)
   train.train_and_evaluate(_config(cache), workdir, quiet=True)
   keys = ('loss_activity', 'loss_completeness', 'loss_reg', 'grad_norm')
-  last = lambda d: [r for r in _jsonl(d) if r['split'] == 'train'][-1]
+  last = lambda d: [r for r in metrics_rows(d) if r['split'] == 'train'][-1]
   assert last(workdir)['step'] == last(full_dir)['step'] == 4
   for k in keys:
     assert last(workdir)[k] == pytest.approx(last(full_dir)[k], rel=1e-5)

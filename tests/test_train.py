@@ -18,6 +18,7 @@ from tal_jax import errors
 from tal_jax import infer
 from tal_jax import losses
 from tal_jax import train
+from conftest import metrics_rows
 from conftest import restore_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,7 +46,7 @@ def test_training_writes_metrics_and_checkpoints(trained):
   config, workdir, metrics = trained
   assert set(metrics) == {'AR@1', 'AR@5', 'AR@10', 'AR@100', 'AUC'}
   assert 0 < metrics['AUC'] < 100
-  lines = [json.loads(l) for l in open(os.path.join(workdir, 'metrics.jsonl'))]
+  lines = metrics_rows(workdir)
   val = [l for l in lines if l['split'] == 'val']
   assert [l['epoch'] for l in val] == [1, 2]
   train_lines = [l for l in lines if l['split'] == 'train']
@@ -72,8 +73,7 @@ def test_test_mode_writes_results_and_metrics(trained):
   saved = json.load(open(os.path.join(workdir, 'metrics.json')))
   assert saved == pytest.approx(got)
   # The best checkpoint by AUC is what test mode restores.
-  val = [json.loads(l) for l in open(os.path.join(workdir, 'metrics.jsonl'))]
-  best = max(l['AUC'] for l in val if l['split'] == 'val')
+  best = max(l['AUC'] for l in metrics_rows(workdir) if l['split'] == 'val')
   assert got['AUC'] == pytest.approx(best, abs=1e-9)
 
 
