@@ -129,25 +129,38 @@ def proposal_frames(dirs: list[str], frame_inds: np.ndarray,
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _pooled(module, variables, images):
+def pooled_features(module, variables, images):
+  """SSN `module`'s backbone in eval mode: [K, c, c, 3] frames -> [K, D]."""
   return module.apply(variables, images, method='frame_features')
+
+
+def features_in_chunks(apply, video_dir: str, rows: np.ndarray,
+                       batch_size: int, resize_scale, crop_size: int,
+                       filename_tmpl: str, start_index: int) -> np.ndarray:
+  """apply(frames [batch_size, c, c, 3] uint8) -> [batch_size, D] over a
+  video's frame rows [K] in chunks (the last one padded, so one compiled
+  shape serves every chunk) -> [K, D] float32. K must be > 0."""
+  out = []
+  for i in range(0, len(rows), batch_size):
+    chunk = rows[i:i + batch_size]
+    clip = rawframes.load_clip(video_dir, chunk, resize_scale, crop_size,
+                               filename_tmpl, start_index)
+    if len(chunk) < batch_size:
+      clip = np.concatenate([clip, np.repeat(clip[-1:], batch_size -
+                                             len(chunk), 0)])
+    out.append(np.asarray(apply(clip), np.float32)[:len(chunk)])
+  return np.concatenate(out)
 
 
 def tick_features(module, variables: dict, video_dir: str,
                   ticks: np.ndarray, config: ml_collections.ConfigDict
                   ) -> np.ndarray:
-  """Backbone features of a video's tick frames: [T] rows -> [T, D] float32.
-
-  Chunks of config.test.frames_per_batch frames (the last one padded, so one
-  compiled shape serves every chunk), BN in eval mode.
-  """
-  size = config.test.frames_per_batch
-  out = np.zeros((len(ticks), config.model.feat_dim), np.float32)
-  for i in range(0, len(ticks), size):
-    rows = ticks[i:i + size]
-    clip = load_clip(video_dir, rows, config)
-    if len(rows) < size:
-      clip = np.concatenate([clip, np.repeat(clip[-1:], size - len(rows), 0)])
-    out[i:i + len(rows)] = np.asarray(
-        _pooled(module, variables, clip))[:len(rows)]
-  return out
+  """Backbone features of a video's tick frames: [T] rows -> [T, D] float32,
+  in chunks of config.test.frames_per_batch frames, BN in eval mode."""
+  if not len(ticks):
+    return np.zeros((0, config.model.feat_dim), np.float32)
+  d = config.data
+  return features_in_chunks(
+      functools.partial(pooled_features, module, variables), video_dir,
+      np.asarray(ticks), config.test.frames_per_batch,
+      tuple(d.resize_scale), d.crop_size, d.filename_tmpl, d.start_index)

@@ -35,15 +35,14 @@ def resnet_shape(state_dict) -> tuple[tuple[int, ...], int]:
   """(stage_blocks, width) of a bottleneck ResNet state dict (torchvision or
   MMAction2 layout): ResNet-50 is ((3, 4, 6, 3), 64)."""
   from tal_jax.convert import torchvision as tv  # pylint: disable=g-import-not-at-top
-  keys = [tv.torchvision_key(k) for k in tv._backbone_only(state_dict)]  # pylint: disable=protected-access
+  sd = {tv.torchvision_key(k): v for k, v in tv._backbone_only(  # pylint: disable=protected-access
+      state_dict).items()}
   blocks = {}
-  for key in keys:
+  for key in sd:
     parts = key.split('.')
     if parts[0].startswith('layer') and len(parts) > 1 and parts[1].isdigit():
       stage = int(parts[0][len('layer'):])
       blocks[stage] = max(blocks.get(stage, 0), int(parts[1]) + 1)
-  sd = {tv.torchvision_key(k): v for k, v in tv._backbone_only(  # pylint: disable=protected-access
-      state_dict).items()}
   if 'conv1.weight' not in sd or not blocks:
     raise errors.TalError('not a ResNet state dict (no conv1.weight / '
                           'layer1.0.*)')
@@ -75,7 +74,6 @@ def _pth_backbone(path: str):
 
 def _workdir_backbone(args):
   """(apply, config) of an SSN frame-mode workdir's backbone."""
-  import jax  # pylint: disable=g-import-not-at-top
   from tal_jax import infer  # pylint: disable=g-import-not-at-top
   from tal_jax import ssn_frames  # pylint: disable=g-import-not-at-top
   from tal_jax import train  # pylint: disable=g-import-not-at-top
@@ -88,27 +86,8 @@ def _workdir_backbone(args):
                           f"{config.data.get('mode')})")
   trainer = train.Trainer(config, steps_per_epoch=1)
   variables, _ = infer.restore_variables(trainer, config, workdir)
-  apply = jax.jit(functools.partial(trainer.module.apply, variables,
-                                    method='frame_features'))
-  return apply, config
-
-
-def video_features(apply, video_dir: str, num_frames: int, resize_scale,
-                   crop_size: int, batch_size: int, filename_tmpl: str,
-                   start_index: int) -> np.ndarray:
-  """[num_frames, D] float32 features of one video folder, `batch_size`
-  frames per call (the last batch padded: one compiled shape)."""
-  from tal_jax.data import rawframes  # pylint: disable=g-import-not-at-top
-  rows = []
-  for i in range(0, num_frames, batch_size):
-    idx = np.arange(i, min(i + batch_size, num_frames))
-    clip = rawframes.load_clip(video_dir, idx, resize_scale, crop_size,
-                               filename_tmpl, start_index)
-    pad = batch_size - len(idx)
-    if pad:
-      clip = np.concatenate([clip, np.repeat(clip[-1:], pad, 0)])
-    rows.append(np.asarray(apply(clip), np.float32)[:len(idx)])
-  return np.concatenate(rows)
+  return functools.partial(ssn_frames.pooled_features, trainer.module,
+                           variables), config
 
 
 def _video_names(frame_dir: str, videos: str | None) -> list[str]:
@@ -151,6 +130,7 @@ def main(argv=None) -> list[str]:
                       help='frames per backbone call')
   parser.add_argument('--overwrite', action='store_true')
   args = parser.parse_args(argv)
+  from tal_jax import ssn_frames  # pylint: disable=g-import-not-at-top
   from tal_jax.data import rawframes  # pylint: disable=g-import-not-at-top
   if args.workdir:
     apply, config = _workdir_backbone(args)
@@ -177,8 +157,9 @@ def main(argv=None) -> list[str]:
     if n == 0:
       raise errors.TalError(f'video {name}: no frames in {video_dir} '
                             f'({tmpl.format(start)} ...)')
-    feats = video_features(apply, video_dir, n, resize, crop,
-                           args.batch_size, tmpl, start)
+    feats = ssn_frames.features_in_chunks(apply, video_dir, np.arange(n),
+                                          args.batch_size, resize, crop,
+                                          tmpl, start)
     with errors.atomic_path(path, '.npy') as tmp:
       with open(tmp, 'wb') as f:
         np.save(f, feats)
