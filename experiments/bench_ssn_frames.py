@@ -16,7 +16,7 @@ host arrays shaped as `ssn.epoch_arrays` returns them ('inputs' uint8
 with `trainer.put_arrays` and indexed by [B] sharded indices, as
 `train._train_epoch` does. The first two calls (compiles: see tal_jax_row)
 are reported apart and excluded; median of --reps later calls.
-Eval: `ssn_frames._pooled` (the backbone in eval mode, pooled 2048-d) on
+Eval: `ssn_frames.pooled_features` (the backbone in eval mode, pooled 2048-d) on
 [--eval-frames, c, c, 3] uint8 frames.
 
 MMAction2 side (CPU, /work/refenv024/bin/python in a subprocess, torch threads
@@ -140,7 +140,7 @@ def tal_jax_row(size: int, videos: int, dtype: str, reps: int,
   variables = holder['state'].variables
   frames = jax.device_put(eval_frames(num_eval, size))
   pooled = lambda: jax.block_until_ready(
-      ssn_frames._pooled(trainer.module, variables, frames))
+      ssn_frames.pooled_features(trainer.module, variables, frames))
   _, eval_s = _median_time(pooled, reps)
   stats = jax.devices()[0].memory_stats() or {}
   peak = stats.get('peak_bytes_in_use')
@@ -174,16 +174,9 @@ from mmaction.models import build_localizer
 torch.set_num_threads(os.cpu_count())
 torch.manual_seed(0)
 spec = json.load(open(sys.argv[1]))
+sys.path.insert(0, spec['golden_dir'])
+from ssn024_config import TRAIN_CFG
 MEAN_BGR = np.array([104., 117., 128.], np.float32)
-TRAIN_CFG = dict(ssn=dict(
-    assigner=dict(positive_iou_threshold=0.7, background_iou_threshold=0.01,
-                  incomplete_iou_threshold=0.3,
-                  background_coverage_threshold=0.02,
-                  incomplete_overlap_threshold=0.01),
-    sampler=dict(num_per_video=8, positive_ratio=1, background_ratio=1,
-                 incomplete_ratio=6, add_gt_as_proposals=True),
-    loss_weight=dict(comp_loss_weight=0.1, reg_loss_weight=0.1),
-    debug=False))
 
 def build(size):
   cfg = dict(type='SSN', backbone=dict(type='ResNet', pretrained=None,
@@ -257,7 +250,8 @@ def run_ref(python: str, shapes, reps: int, num_eval: int) -> dict:
       rows.append([path, size])
     spec = os.path.join(tmp, 'spec.json')
     with open(spec, 'w') as f:
-      json.dump({'rows': rows, 'reps': reps}, f)
+      json.dump({'rows': rows, 'reps': reps,
+                 'golden_dir': os.path.join(ROOT, 'tests', 'golden')}, f)
     script = os.path.join(tmp, 'ref.py')
     with open(script, 'w') as f:
       f.write(REF)

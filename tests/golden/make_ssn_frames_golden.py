@@ -70,19 +70,11 @@ from mmaction.models.backbones.resnet import Bottleneck, ResNet  # noqa
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import ssn_frames_weights as sfw  # pylint: disable=g-import-not-at-top
+from ssn024_config import TRAIN_CFG  # pylint: disable=g-import-not-at-top
 
 STAGE_BLOCKS = (1, 1, 1, 1)
 NUM_CLASSES = 4
 IMAGE_SIZE = 64
-TRAIN_CFG = dict(ssn=dict(
-    assigner=dict(positive_iou_threshold=0.7, background_iou_threshold=0.01,
-                  incomplete_iou_threshold=0.3,
-                  background_coverage_threshold=0.02,
-                  incomplete_overlap_threshold=0.01),
-    sampler=dict(num_per_video=8, positive_ratio=1, background_ratio=1,
-                 incomplete_ratio=6, add_gt_as_proposals=True),
-    loss_weight=dict(comp_loss_weight=0.1, reg_loss_weight=0.1),
-    debug=False))
 TEST_CFG = dict(ssn=dict(
     sampler=dict(test_interval=6, batch_size=16),
     evaluater=dict(top_k=2000, nms=0.2, softmax_before_filter=True,

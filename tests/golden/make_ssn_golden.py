@@ -39,17 +39,11 @@ from mmaction.models.heads.ssn_head import SSNHead  # noqa
 from mmaction.models.losses.ssn_loss import SSNLoss  # noqa
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import ssn024_config  # pylint: disable=g-import-not-at-top
 C, D = 4, 16
 
-TRAIN_CFG = ConfigDict(dict(ssn=dict(
-    assigner=dict(positive_iou_threshold=0.7, background_iou_threshold=0.01,
-                  incomplete_iou_threshold=0.3,
-                  background_coverage_threshold=0.02,
-                  incomplete_overlap_threshold=0.01),
-    sampler=dict(num_per_video=8, positive_ratio=1, background_ratio=1,
-                 incomplete_ratio=6, add_gt_as_proposals=True),
-    loss_weight=dict(comp_loss_weight=0.1, reg_loss_weight=0.1),
-    debug=False)))
+TRAIN_CFG = ConfigDict(ssn024_config.TRAIN_CFG)
 TEST_CFG = ConfigDict(dict(ssn=dict(
     sampler=dict(test_interval=6, batch_size=16),
     evaluater=dict(top_k=30, nms=0.2, softmax_before_filter=True,
