@@ -217,12 +217,17 @@ def _reg_norm(ssn_videos, config):
 
 def eval_arrays(videos, config) -> dict[str, np.ndarray]:
   """{'test_inputs': [N] object (`ssn_targets.test_inputs` of each video),
+  'sources': [N] object (its features or frame folder, `video_sources`),
   'reg_norm': [2, 2] the split's regression constants}."""
   ssn_videos = [r['ssn_video'] for r in videos.records]
-  holder = np.empty(len(ssn_videos), object)
-  for i, v in enumerate(ssn_videos):
-    holder[i] = ssn_targets.test_inputs(v, config.test.test_interval)
-  return {'test_inputs': holder, 'reg_norm': _reg_norm(ssn_videos, config)}
+  inputs = np.empty(len(ssn_videos), object)
+  sources = np.empty(len(ssn_videos), object)
+  for i, (v, source) in enumerate(zip(ssn_videos,
+                                      video_sources(videos, config))):
+    inputs[i] = ssn_targets.test_inputs(v, config.test.test_interval)
+    sources[i] = source
+  return {'test_inputs': inputs, 'sources': sources,
+          'reg_norm': _reg_norm(ssn_videos, config)}
 
 
 def _bucket(n: int, size: int) -> int:
@@ -256,8 +261,7 @@ def split_detections(module, variables, videos, config, arrays=None,
   """{video: {class index: [D, 5] relative rows}} of a split, video by
   video; `arrays` are its eval_arrays (computed when None)."""
   arrays = eval_arrays(videos, config) if arrays is None else arrays
-  sources = video_sources(videos, config)
-  items = list(zip(videos.names, arrays['test_inputs'], sources))
+  items = list(zip(videos.names, arrays['test_inputs'], arrays['sources']))
   if progress:
     from tqdm import tqdm  # pylint: disable=g-import-not-at-top
     items = tqdm(items, desc='test', leave=False)

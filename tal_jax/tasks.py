@@ -23,8 +23,9 @@ single loop for every model:
   by default the split's arrays as they are
 - param_labels(params, config) -> 'trainable' / 'frozen' tree, or None (all
   trainable); frozen leaves are torch's requires_grad=False
-- load_pretrained(variables, config) -> variables with configured pretrained
-  weights in place (SSN's ImageNet backbone), or None
+- load_pretrained(variables, config) -> the variables with the configured
+  pretrained weights in place (SSN's ImageNet backbone; the loop puts the
+  replaced host arrays on the devices), or None (no pretrained weights)
 - predict(trainer, variables, videos, eval_arrays) -> {video: [K, 3]
   proposals in seconds} for the loop's validation, or None for
   `train.predict_split` (SSN predicts video by video)

@@ -187,8 +187,8 @@ class Trainer:
                         out_shardings=self.replicated)(rng)
     if pretrained and self.model_def.load_pretrained is not None:
       variables = jax.device_put(
-          self.model_def.load_pretrained(jax.device_get(variables),
-                                         self.config), self.replicated)
+          self.model_def.load_pretrained(variables, self.config),
+          self.replicated)
     params = variables.pop('params')
     opt_state = jax.jit(self.tx.init, out_shardings=self.replicated)(params)
     return TrainState(self.step_array(0), params, opt_state, variables)
