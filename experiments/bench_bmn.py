@@ -32,9 +32,9 @@ import tal_jax  # noqa: E402,F401
 import jax  # noqa: E402
 
 from tal_jax import config_utils  # noqa: E402
-from tal_jax import parallel  # noqa: E402
-from tal_jax import postprocess  # noqa: E402
-from tal_jax import train  # noqa: E402
+from tal_jax.engine import parallel  # noqa: E402
+from tal_jax.localizers.bmn import postprocess  # noqa: E402
+from tal_jax.engine import trainer as train  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

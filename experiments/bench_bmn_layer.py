@@ -24,8 +24,10 @@ import tal_jax  # noqa: E402,F401
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from tal_jax import losses, targets  # noqa: E402
-from tal_jax.models import bmn, layers  # noqa: E402
+from tal_jax.localizers.bmn import loss as losses  # noqa: E402
+from tal_jax.localizers.bmn import targets  # noqa: E402
+from tal_jax.localizers.bmn import model as bmn  # noqa: E402
+from tal_jax.nn import layers  # noqa: E402
 
 REFENV = '/work/refenv/bin/python'
 MMACTION2 = r'''

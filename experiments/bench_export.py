@@ -18,9 +18,9 @@ import tal_jax  # noqa: F401  (XLA flags first)
 import jax
 import numpy as np
 
-from tal_jax import checkpointing
+from tal_jax.engine import checkpointing
 from tal_jax import config_utils
-from tal_jax import train
+from tal_jax.engine import trainer as train
 from tal_jax.tools import export as export_tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

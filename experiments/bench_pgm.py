@@ -7,7 +7,7 @@ noise), writes them as MMAction2 TEM result CSVs, then runs the whole PGM
 stage of tools/misc/bsn_proposal_generation.py (test mode) both ways:
   read TEM CSVs -> candidate proposals -> write proposal CSVs ->
   read them back -> BSP features (top_k 1000) -> write .npy
-tal_jax: tal_jax.pgm + tal_jax.bsn_io on all videos, one process.
+tal_jax: tal_jax.localizers.bsn.pgm + tal_jax.localizers.bsn.files on all videos, one process.
 MMAction2: generate_candidate_proposals / generate_bsp_feature (its own
 functions) and np.savetxt / np.save as the tool does, one process, in
 /work/refenv/bin/python on the same TEM CSVs, for --ref-videos evenly spaced
@@ -32,9 +32,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tal_jax  # pylint: disable=g-import-not-at-top,unused-import
-from tal_jax import bsn_io  # pylint: disable=g-import-not-at-top
-from tal_jax import pgm  # pylint: disable=g-import-not-at-top
-from tal_jax import targets  # pylint: disable=g-import-not-at-top
+from tal_jax.localizers.bsn import files as bsn_io  # pylint: disable=g-import-not-at-top
+from tal_jax.localizers.bsn import pgm  # pylint: disable=g-import-not-at-top
+from tal_jax.localizers.bmn import targets  # pylint: disable=g-import-not-at-top
 
 DATA = '/work/shared/data/activitynet'
 REFENV = '/work/refenv/bin/python'

@@ -26,10 +26,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top
 import tal_jax  # noqa: F401
 import jax
-from tal_jax import ssn_losses
-from tal_jax import ssn_postprocess
-from tal_jax import ssn_targets
-from tal_jax.models import ssn
+from tal_jax.localizers.ssn import losses as ssn_losses
+from tal_jax.localizers.ssn import postprocess as ssn_postprocess
+from tal_jax.localizers.ssn import targets as ssn_targets
+from tal_jax.localizers.ssn import model as ssn
 # pylint: enable=g-import-not-at-top
 
 C, D, B, K, T, P = 20, 2048, 8, 8, 1000, 500

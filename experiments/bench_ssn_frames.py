@@ -113,9 +113,9 @@ def tal_jax_row(size: int, videos: int, dtype: str, reps: int,
   # pylint: disable=g-import-not-at-top,unused-import,protected-access
   import tal_jax  # noqa: F401
   import jax
-  from tal_jax import parallel
-  from tal_jax import ssn_frames
-  from tal_jax import train
+  from tal_jax.engine import parallel
+  from tal_jax.localizers.ssn import frames as ssn_frames
+  from tal_jax.engine import trainer as train
   # pylint: enable=g-import-not-at-top,unused-import
   config = frames_config(size, videos, dtype)
   trainer = train.Trainer(config, steps_per_epoch=1)

@@ -30,12 +30,12 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from tal_jax import config_utils  # noqa: E402
-from tal_jax import losses  # noqa: E402
-from tal_jax import parallel  # noqa: E402
-from tal_jax import tasks  # noqa: E402
-from tal_jax import train  # noqa: E402
-from tal_jax.models import bmn  # noqa: E402
-from tal_jax.models import layers  # noqa: E402
+from tal_jax.localizers.bmn import loss as losses  # noqa: E402
+from tal_jax.engine import parallel  # noqa: E402
+from tal_jax.localizers import table as tasks  # noqa: E402
+from tal_jax.engine import trainer as train  # noqa: E402
+from tal_jax.localizers.bmn import model as bmn  # noqa: E402
+from tal_jax.nn import layers  # noqa: E402
 
 T, D = 100, 400
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -16,7 +16,7 @@ import jax
 from ml_collections import config_flags  # noqa: F401
 
 from tal_jax import config_utils
-from tal_jax import train
+from tal_jax.engine import trainer as train
 from tal_jax.data import pipeline
 
 

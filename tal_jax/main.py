@@ -16,7 +16,7 @@ from ml_collections import config_flags
 import tal_jax  # noqa: F401  (sets XLA flags before JAX starts)
 from tal_jax import config_utils
 from tal_jax import errors
-from tal_jax import runlog
+from tal_jax.engine import runlog
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. '
@@ -41,9 +41,9 @@ def run(argv) -> None:
   runlog.quiet_libraries()
   if len(argv) > 1:
     raise errors.TalError(f'unexpected arguments: {" ".join(argv[1:])}')
-  from tal_jax import infer  # pylint: disable=g-import-not-at-top
-  from tal_jax import parallel  # pylint: disable=g-import-not-at-top
-  from tal_jax import train  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import predict as infer  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import parallel  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import trainer as train  # pylint: disable=g-import-not-at-top
   parallel.maybe_initialize_distributed()
   config = FLAGS.config
   enable_compilation_cache(config.data.cache_dir)

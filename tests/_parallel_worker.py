@@ -19,8 +19,8 @@ import jax
 
 from tal_jax import config_utils
 from tal_jax import errors
-from tal_jax import parallel
-from tal_jax import train
+from tal_jax.engine import parallel
+from tal_jax.engine import trainer as train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

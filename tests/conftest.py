@@ -23,8 +23,8 @@ SHARED_DATA = os.path.join(
 def restore_checkpoint(workdir, config, step=None):
   """{'params', 'opt_state', 'meta'} of a workdir's checkpoint (latest when
   `step` is None), restored onto this process's devices."""
-  from tal_jax import checkpointing  # pylint: disable=g-import-not-at-top
-  from tal_jax import train  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import checkpointing  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import trainer as train  # pylint: disable=g-import-not-at-top
   mngr = checkpointing.manager(workdir, read_only=True)
   step = mngr.latest_step() if step is None else step
   trainer = train.Trainer(config, 1)

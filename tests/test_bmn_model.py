@@ -12,8 +12,8 @@ import pytest
 
 from tal_jax import config_utils
 from tal_jax.convert import mmaction2
-from tal_jax.models import bmn
-from tal_jax.models import layers
+from tal_jax.localizers.bmn import model as bmn
+from tal_jax.nn import layers
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden', 'bmn_tiny.npz')
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

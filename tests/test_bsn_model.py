@@ -12,10 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tal_jax import bsn_losses
-from tal_jax import bsn_targets
-from tal_jax import targets
-from tal_jax.models import bsn
+from tal_jax.localizers.bsn import losses as bsn_losses
+from tal_jax.localizers.bsn import targets as bsn_targets
+from tal_jax.localizers.bmn import targets
+from tal_jax.localizers.bsn import model as bsn
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden')
 

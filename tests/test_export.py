@@ -11,10 +11,10 @@ import pytest
 import tal_jax  # noqa: F401
 import jax
 
-from tal_jax import checkpointing
+from tal_jax.engine import checkpointing
 from tal_jax import config_utils
 from tal_jax import errors
-from tal_jax import train
+from tal_jax.engine import trainer as train
 from tal_jax.convert import export
 from tal_jax.tools import export as export_tool
 

@@ -8,15 +8,15 @@ import pytest
 import tal_jax  # noqa: F401
 import jax
 
-from tal_jax import checkpointing
+from tal_jax.engine import checkpointing
 from tal_jax import config_utils
 from tal_jax import errors
-from tal_jax import train
+from tal_jax.engine import trainer as train
 from tal_jax.convert import mmaction2
-from tal_jax.convert import torchvision as tv
+from tal_jax.nn import resnet_import as tv
 from tal_jax.data import rawframes
 from tal_jax.data import synthetic_frames
-from tal_jax.models import resnet
+from tal_jax.nn import resnet
 from tal_jax.tools import extract_frame_features as tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

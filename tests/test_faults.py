@@ -16,13 +16,13 @@ import pytest
 import tal_jax  # noqa: F401
 import orbax.checkpoint as ocp
 
-from tal_jax import checkpointing
+from tal_jax.engine import checkpointing
 from tal_jax import config_utils
 from tal_jax import errors
 from tal_jax import results_io
-from tal_jax import runlog
-from tal_jax import tasks
-from tal_jax import train
+from tal_jax.engine import runlog
+from tal_jax.localizers import table as tasks
+from tal_jax.engine import trainer as train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 3  # tiny preset: 16 videos, batch 4 -> 4 steps per epoch

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from tal_jax import config_utils
 from tal_jax import errors
-from tal_jax import tasks
+from tal_jax.localizers import table as tasks
 from tal_jax.convert import mmaction2
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

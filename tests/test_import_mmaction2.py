@@ -12,7 +12,7 @@ import pytest
 
 from tal_jax.convert import mmaction2
 from tal_jax.errors import TalError
-from tal_jax.models import bmn
+from tal_jax.localizers.bmn import model as bmn
 from tal_jax.tools import import_mmaction2
 
 GOLDEN_DIR = os.path.join(os.path.dirname(__file__), 'golden')

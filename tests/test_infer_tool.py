@@ -9,8 +9,8 @@ import pytest
 import tal_jax  # noqa: F401
 
 from tal_jax import errors
-from tal_jax import infer
-from tal_jax import postprocess
+from tal_jax.engine import predict as infer
+from tal_jax.localizers.bmn import postprocess
 from tal_jax.data import pipeline
 from tal_jax.data import resample
 from tal_jax.tools import infer as infer_tool

@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tal_jax import losses
+from tal_jax.localizers.bmn import loss as losses
 from tal_jax.convert import mmaction2
-from tal_jax.models import bmn
-from tal_jax.models import layers
+from tal_jax.localizers.bmn import model as bmn
+from tal_jax.nn import layers
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden', 'bmn_tiny.npz')
 PARTS = ('loss', 'tem_loss', 'pem_reg_loss', 'pem_cls_loss')

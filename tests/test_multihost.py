@@ -21,7 +21,7 @@ import tal_jax  # noqa: F401
 import jax
 
 from tal_jax import config_utils
-from tal_jax import train
+from tal_jax.engine import trainer as train
 from conftest import restore_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -21,8 +21,8 @@ import jax
 
 from tal_jax import config_utils
 from tal_jax import errors
-from tal_jax import parallel
-from tal_jax import train
+from tal_jax.engine import parallel
+from tal_jax.engine import trainer as train
 from conftest import metrics_rows
 from conftest import restore_checkpoint
 

@@ -1,4 +1,4 @@
-"""Tests for tal_jax.postprocess against MMAction2 1.2.0 (golden fixture).
+"""Tests for tal_jax.localizers.bmn.postprocess against MMAction2 1.2.0 (golden fixture).
 
 Fixture: tests/golden/postprocess_bmn.npz, made by
 tests/golden/make_postprocess_golden.py with MMAction2's own BMN.predict,
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import tal_jax  # pylint: disable=unused-import  (sets the XLA guard flag)
-from tal_jax import postprocess
+from tal_jax.localizers.bmn import postprocess
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden',
                       'postprocess_bmn.npz')

@@ -14,9 +14,9 @@ import numpy as np
 import optax
 import pytest
 
-from tal_jax.convert import torchvision as tv
+from tal_jax.nn import resnet_import as tv
 from tal_jax.errors import TalError
-from tal_jax.models import resnet
+from tal_jax.nn import resnet
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden')
 PTH = os.path.join(GOLDEN, 'resnet_tiny.pth')

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from tal_jax import results_io
-from tal_jax import ssn_losses
-from tal_jax import ssn_postprocess
-from tal_jax import ssn_targets
+from tal_jax.localizers.ssn import losses as ssn_losses
+from tal_jax.localizers.ssn import postprocess as ssn_postprocess
+from tal_jax.localizers.ssn import targets as ssn_targets
 from tal_jax.errors import TalError
-from tal_jax.models import ssn
+from tal_jax.localizers.ssn import model as ssn
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden')
 C = 4

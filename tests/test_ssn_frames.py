@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 
 from tal_jax import config_utils
-from tal_jax import ssn
-from tal_jax import ssn_frames
-from tal_jax import train
+from tal_jax.localizers.ssn import definition as ssn
+from tal_jax.localizers.ssn import frames as ssn_frames
+from tal_jax.engine import trainer as train
 from tal_jax import errors
 from tal_jax.convert import mmaction2
-from tal_jax.convert import torchvision as tv
-from tal_jax.models import resnet
-from tal_jax.models import ssn as ssn_models
+from tal_jax.nn import resnet_import as tv
+from tal_jax.nn import resnet
+from tal_jax.localizers.ssn import model as ssn_models
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -11,14 +11,14 @@ import pytest
 import tal_jax  # noqa: F401
 import jax
 
-from tal_jax import checkpointing
+from tal_jax.engine import checkpointing
 from tal_jax import config_utils
 from tal_jax import errors
-from tal_jax import infer
-from tal_jax import ssn
-from tal_jax import ssn_targets
-from tal_jax import train
-from tal_jax.convert import torchvision as tv
+from tal_jax.engine import predict as infer
+from tal_jax.localizers.ssn import definition as ssn
+from tal_jax.localizers.ssn import targets as ssn_targets
+from tal_jax.engine import trainer as train
+from tal_jax.nn import resnet_import as tv
 from tal_jax.data import pipeline
 from tal_jax.data import thumos14
 from conftest import metrics_rows

@@ -13,9 +13,9 @@ import tal_jax  # noqa: F401
 from tal_jax import config_utils
 from tal_jax import errors
 from tal_jax import evaluation
-from tal_jax import infer
-from tal_jax import ssn
-from tal_jax import train
+from tal_jax.engine import predict as infer
+from tal_jax.localizers.ssn import definition as ssn
+from tal_jax.engine import trainer as train
 from tal_jax.data import pipeline
 from tal_jax.data import thumos14
 from conftest import metrics_rows

@@ -8,7 +8,7 @@ import tal_jax  # noqa: F401
 import numpy as np
 import pytest
 
-from tal_jax import targets
+from tal_jax.localizers.bmn import targets
 from tal_jax.errors import TalError
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden', 'bmn_tiny.npz')

@@ -15,9 +15,9 @@ import optax
 
 from tal_jax import config_utils
 from tal_jax import errors
-from tal_jax import infer
-from tal_jax import losses
-from tal_jax import train
+from tal_jax.engine import predict as infer
+from tal_jax.localizers.bmn import loss as losses
+from tal_jax.engine import trainer as train
 from conftest import metrics_rows
 from conftest import restore_checkpoint
 
@@ -195,7 +195,7 @@ def test_checkpoint_every_epochs(tmp_path, monkeypatch):
 def test_train_step_compiles_once(tmp_path):
   """The initial step counter carries train_step's output sharding: a fresh
   state and the states it returns hit the same compiled step."""
-  from tal_jax import parallel  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import parallel  # pylint: disable=g-import-not-at-top
   config = tiny_config(tmp_path)
   m = config.model
   rng = np.random.default_rng(0)

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tal_jax import errors
-from tal_jax import postprocess
+from tal_jax.localizers.bmn import postprocess
 
 FORMAT = 'tal_jax.export/1'
 DEFAULT_PLATFORMS = ('cpu', 'cuda')
@@ -178,7 +178,7 @@ Files beside this one:
 
 Outputs are the model's raw outputs (BMN: confidence_map [B, T, T, 2], channel 0
 regression and 1 classification, cell [d, s] = proposal [s/T, (s+d+1)/T];
-start [B, T]; end [B, T]). Decoding + soft-NMS is tal_jax.postprocess.
+start [B, T]; end [B, T]). Decoding + soft-NMS is tal_jax.localizers.bmn.postprocess.
 
 Compatibility: JAX guarantees that a serialised export keeps loading in a
 jax/jaxlib up to 6 months newer than the one that exported it (forward, in an

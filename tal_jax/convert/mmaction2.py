@@ -8,7 +8,7 @@ and torch.Size; any other global becomes an inert placeholder (never imported
 or called), so loading a checkpoint cannot run code.
 
 `bmn_params_from_state_dict` maps MMAction2's `BMN.state_dict()` names onto
-the Flax tree of `tal_jax.models.bmn.BMN` ('x_1d_b.0.weight' ->
+the Flax tree of `tal_jax.localizers.bmn.model.BMN` ('x_1d_b.0.weight' ->
 params['x_1d_b_0']['kernel'], transposed to Flax layout).
 """
 
@@ -269,7 +269,7 @@ def load_bmn_checkpoint(path: str, config) -> dict:
 def expected_param_shapes(config) -> dict[str, tuple[int, ...]]:
   """{'layer/kernel': shape} of the config's model, from an abstract init."""
   import jax  # pylint: disable=g-import-not-at-top
-  from tal_jax import tasks  # pylint: disable=g-import-not-at-top
+  from tal_jax.localizers import table as tasks  # pylint: disable=g-import-not-at-top
   model_def = tasks.get(config)
   module = model_def.build(config)
   shapes = jax.eval_shape(module.init, jax.random.key(0),
@@ -286,7 +286,7 @@ def bsn_params_from_state_dict(state_dict: Mapping[str, np.ndarray], config,
     TalError: missing or unexpected keys, or a shape the config rejects
       (named in torch's terms, e.g. 'conv1.weight').
   """
-  from tal_jax.models import bsn  # pylint: disable=g-import-not-at-top
+  from tal_jax.localizers.bsn import model as bsn  # pylint: disable=g-import-not-at-top
   params = bsn.params_from_state_dict(state_dict)
   got = {f'{layer}/{kind}': np.shape(v) for layer, p in params.items()
          for kind, v in p.items()}
@@ -311,13 +311,13 @@ def ssn_variables_from_state_dict(state_dict: Mapping[str, np.ndarray],
                                   config, source: str = 'state dict') -> dict:
   """An MMAction2 0.24.1 SSN state dict -> {'params': {'head', 'backbone'?},
   'batch_stats'?}: the head from 'cls_head.*' (FC weights transposed), and in
-  frame mode the ResNet from 'backbone.*' (tal_jax.convert.torchvision).
+  frame mode the ResNet from 'backbone.*' (tal_jax.nn.resnet_import).
 
   Raises:
     TalError: a missing head FC or a shape the config rejects.
   """
-  from tal_jax import ssn_frames  # pylint: disable=g-import-not-at-top
-  from tal_jax.convert import torchvision as tv  # pylint: disable=g-import-not-at-top
+  from tal_jax.localizers.ssn import frames as ssn_frames  # pylint: disable=g-import-not-at-top
+  from tal_jax.nn import resnet_import as tv  # pylint: disable=g-import-not-at-top
   head = {}
   for fc in _SSN_HEAD_FCS:
     if fc == 'regressor_fc' and not config.model.use_regression:

@@ -115,7 +115,7 @@ def load_split(config: ml_collections.ConfigDict, split: str,
 
 
 def _uses_features(config: ml_collections.ConfigDict) -> bool:
-  from tal_jax import tasks  # pylint: disable=g-import-not-at-top
+  from tal_jax.localizers import table as tasks  # pylint: disable=g-import-not-at-top
   return tasks.get(config).uses_features
 
 

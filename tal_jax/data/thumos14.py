@@ -36,7 +36,7 @@ import numpy as np
 
 from tal_jax import errors
 from tal_jax import results_io
-from tal_jax import ssn_targets
+from tal_jax.localizers.ssn import targets as ssn_targets
 from tal_jax.data import activitynet
 from tal_jax.data import rawframes
 from tal_jax.data import synthetic_frames

@@ -25,9 +25,9 @@ import os
 import tal_jax  # noqa: F401
 from tal_jax import config_utils
 from tal_jax import errors
-from tal_jax import infer
-from tal_jax import runlog
-from tal_jax import train
+from tal_jax.engine import predict as infer
+from tal_jax.engine import runlog
+from tal_jax.engine import trainer as train
 from tal_jax.tools import bsn_proposal_generation
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(

@@ -65,8 +65,8 @@ def run_config(workdir: str, spec: str | None,
 def load_model(args) -> tuple[ml_collections.ConfigDict, object, object, str]:
   """(config, trainer, params, checkpoint path) of the model args."""
   from absl import logging  # pylint: disable=g-import-not-at-top
-  from tal_jax import infer  # pylint: disable=g-import-not-at-top
-  from tal_jax import train  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import predict as infer  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import trainer as train  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.ERROR)  # Orbax's read-only notices
   workdir = os.path.abspath(os.path.expanduser(args.workdir))
   config = run_config(workdir, args.config, args.set)

@@ -34,7 +34,7 @@ from tal_jax import errors
 def resnet_shape(state_dict) -> tuple[tuple[int, ...], int]:
   """(stage_blocks, width) of a bottleneck ResNet state dict (torchvision or
   MMAction2 layout): ResNet-50 is ((3, 4, 6, 3), 64)."""
-  from tal_jax.convert import torchvision as tv  # pylint: disable=g-import-not-at-top
+  from tal_jax.nn import resnet_import as tv  # pylint: disable=g-import-not-at-top
   sd = {tv.torchvision_key(k): v for k, v in tv._backbone_only(  # pylint: disable=protected-access
       state_dict).items()}
   blocks = {}
@@ -54,9 +54,9 @@ def _pth_backbone(path: str):
   """apply(images uint8 [K, c, c, 3]) -> [K, D] of ResNet weights (.pth)."""
   import jax  # pylint: disable=g-import-not-at-top
   from tal_jax.convert import mmaction2  # pylint: disable=g-import-not-at-top
-  from tal_jax.convert import torchvision as tv  # pylint: disable=g-import-not-at-top
+  from tal_jax.nn import resnet_import as tv  # pylint: disable=g-import-not-at-top
   from tal_jax.data import rawframes  # pylint: disable=g-import-not-at-top
-  from tal_jax.models import resnet  # pylint: disable=g-import-not-at-top
+  from tal_jax.nn import resnet  # pylint: disable=g-import-not-at-top
   path = os.path.expanduser(path)
   if not os.path.isfile(path):
     raise errors.TalError(f'--pth {path}: no such file')
@@ -74,9 +74,9 @@ def _pth_backbone(path: str):
 
 def _workdir_backbone(args):
   """(apply, config) of an SSN frame-mode workdir's backbone."""
-  from tal_jax import infer  # pylint: disable=g-import-not-at-top
-  from tal_jax import ssn_frames  # pylint: disable=g-import-not-at-top
-  from tal_jax import train  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import predict as infer  # pylint: disable=g-import-not-at-top
+  from tal_jax.localizers.ssn import frames as ssn_frames  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import trainer as train  # pylint: disable=g-import-not-at-top
   from tal_jax.tools import export  # pylint: disable=g-import-not-at-top
   workdir = os.path.abspath(os.path.expanduser(args.workdir))
   config = export.run_config(workdir, args.config, args.set)
@@ -130,7 +130,7 @@ def main(argv=None) -> list[str]:
                       help='frames per backbone call')
   parser.add_argument('--overwrite', action='store_true')
   args = parser.parse_args(argv)
-  from tal_jax import ssn_frames  # pylint: disable=g-import-not-at-top
+  from tal_jax.localizers.ssn import frames as ssn_frames  # pylint: disable=g-import-not-at-top
   from tal_jax.data import rawframes  # pylint: disable=g-import-not-at-top
   if args.workdir:
     apply, config = _workdir_backbone(args)

@@ -27,7 +27,7 @@ import argparse
 import jax
 import numpy as np
 
-from tal_jax import checkpointing
+from tal_jax.engine import checkpointing
 from tal_jax import config_utils
 from tal_jax.convert import mmaction2
 from tal_jax.errors import TalError, run_cli

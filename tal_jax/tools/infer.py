@@ -24,9 +24,9 @@ import jax
 import numpy as np
 
 from tal_jax import errors
-from tal_jax import infer
-from tal_jax import postprocess
-from tal_jax import runlog
+from tal_jax.engine import predict as infer
+from tal_jax.localizers.bmn import postprocess
+from tal_jax.engine import runlog
 from tal_jax.convert import export
 from tal_jax.data import activitynet
 from tal_jax.data import resample

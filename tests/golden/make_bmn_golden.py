@@ -167,9 +167,10 @@ COMPARE = r'''
 import sys, json, numpy as np
 import tal_jax, jax, jax.numpy as jnp
 from tal_jax.convert import mmaction2
-from tal_jax.models.bmn import BMN
-from tal_jax.models import layers
-from tal_jax import losses, targets
+from tal_jax.localizers.bmn.model import BMN
+from tal_jax.nn import layers
+from tal_jax.localizers.bmn import loss as losses
+from tal_jax.localizers.bmn import targets
 ref = dict(np.load(sys.argv[1], allow_pickle=False))
 cfg = json.loads(str(ref['config_json']))
 sd = {k[3:]: v for k, v in ref.items() if k.startswith('sd/')}

@@ -1,4 +1,4 @@
-"""Golden fixtures for tal_jax.models.resnet / tal_jax.convert.torchvision.
+"""Golden fixtures for tal_jax.nn.resnet / tal_jax.nn.resnet_import.
 
 Needs torch + torchvision (dev only): a venv made with
   python3 -m venv /work/refenv_tv
@@ -29,7 +29,7 @@ Full check (not committed; prints numbers), from /work/main:
 builds torchvision.models.resnet50() (random init, BN randomised/calibrated),
 saves /tmp/resnet50_random.pth, runs a drawn 224x224 test image through torch,
 then (with the system `python`, which has jax) imports the .pth through
-tal_jax.convert.torchvision and prints the max abs feature/logit differences.
+tal_jax.nn.resnet_import and prints the max abs feature/logit differences.
 
 MMAction2 0.24.1 check, with a Python that has mmaction2 0.24.1 + mmcv 1.7.0
 (e.g. /work/refenv024, see shared/reference/MMACTION2.md), from /work/main:
@@ -229,8 +229,8 @@ def compare(pth, ref):
   import tal_jax  # noqa: F401  (XLA flags first)
   import jax
   import jax.numpy as jnp
-  from tal_jax.convert import torchvision as tv
-  from tal_jax.models import resnet
+  from tal_jax.nn import resnet_import as tv
+  from tal_jax.nn import resnet
   data = np.load(ref)
   num_classes = 1000 if 'logits' in data else 0
   variables = tv.load_resnet_checkpoint(pth, num_classes=num_classes)

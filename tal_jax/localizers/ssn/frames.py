@@ -7,7 +7,7 @@ config.data.mode == 'frames':
   config.data.resize_scale (keep ratio), centre-cropped to crop_size and kept
   uint8 RGB (tal_jax/data/rawframes.py); the BGR mean subtraction runs on the
   device (`rawframes.normalize`).
-* backbone: tal_jax.models.resnet.ResNet (ResNet-50 by default) with the
+* backbone: tal_jax.nn.resnet.ResNet (ResNet-50 by default) with the
   config's BN mode (partial BN: only the stem's BN uses batch statistics and
   its scale/bias train; every other BN uses running statistics and is
   frozen); its spatially pooled output is the frame feature [D = 32 * width]
@@ -30,9 +30,9 @@ import ml_collections
 import numpy as np
 
 from tal_jax import errors
-from tal_jax.convert import torchvision as tv_convert
+from tal_jax.nn import resnet_import as tv_convert
 from tal_jax.data import rawframes
-from tal_jax.models import resnet
+from tal_jax.nn import resnet
 
 
 def is_frames(config: ml_collections.ConfigDict) -> bool:

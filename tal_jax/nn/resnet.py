@@ -6,7 +6,7 @@ then four stages of bottlenecks (1x1, 3x3, 1x1; expansion 4) whose stride sits
 on the 3x3 conv; the first block of each stage has a 1x1 conv + BN shortcut.
 Input is channels last, `images: [B, H, W, 3]`.
 
-Parameter tree (Flax names; `tal_jax.convert.torchvision` maps torch names):
+Parameter tree (Flax names; `tal_jax.nn.resnet_import` maps torch names):
   conv1, bn1                       stem ('conv1.weight', 'bn1.*')
   layer{i}_{j}/conv{k}, bn{k}      block j of stage i, k = 1..3
   layer{i}_{j}/downsample_conv, downsample_bn   shortcut of block 0
@@ -37,7 +37,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from tal_jax.models.layers import torch_bias_init, torch_kernel_init
+from tal_jax.nn.layers import torch_bias_init
+from tal_jax.nn.layers import torch_kernel_init
 
 RESNET50_STAGE_BLOCKS = (3, 4, 6, 3)
 EXPANSION = 4

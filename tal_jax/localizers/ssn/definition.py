@@ -38,13 +38,13 @@ import ml_collections
 import numpy as np
 
 from tal_jax import errors
-from tal_jax import ssn_losses
-from tal_jax import ssn_postprocess
-from tal_jax import ssn_frames
-from tal_jax import ssn_targets
+from tal_jax.localizers.ssn import losses as ssn_losses
+from tal_jax.localizers.ssn import postprocess as ssn_postprocess
+from tal_jax.localizers.ssn import frames as ssn_frames
+from tal_jax.localizers.ssn import targets as ssn_targets
 from tal_jax.data import rawframes
 from tal_jax.data import thumos14
-from tal_jax.models import ssn as ssn_models
+from tal_jax.localizers.ssn import model as ssn_models
 
 
 class SSN(nn.Module):
@@ -302,9 +302,9 @@ def predict(trainer, variables, videos, arrays) -> dict[str, np.ndarray]:
 def run_test(config: ml_collections.ConfigDict, workdir: str,
              quiet: bool = False) -> dict[str, float]:
   """Detections of the test split -> results.json and metrics.json."""
-  from tal_jax import infer  # pylint: disable=g-import-not-at-top
-  from tal_jax import runlog  # pylint: disable=g-import-not-at-top
-  from tal_jax import train  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import predict as infer  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import runlog  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import trainer as train  # pylint: disable=g-import-not-at-top
   from tal_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   progress = runlog.show_progress(quiet)
   videos = pipeline.load_split(config, 'test', progress)

@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-from tal_jax.models import layers
+from tal_jax.nn import layers
 
 
 class BMN(nn.Module):

@@ -26,7 +26,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from tal_jax.models import layers
+from tal_jax.nn import layers
 
 
 class TEM(nn.Module):

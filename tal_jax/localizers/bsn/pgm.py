@@ -31,7 +31,7 @@ Exactness (each mirrors what MMAction2's numpy code computes):
   bins, and window means summed as numpy's 1-d `np.mean` does
   (((a0 + a1) + a2) + a3) / 4.
 - PEM score = (pem * tmin_score) * tmax_score in float32; soft-NMS is
-  `tal_jax.postprocess.post_processing` (float32, numpy tie order; XLA's exp
+  `tal_jax.localizers.bmn.postprocess.post_processing` (float32, numpy tie order; XLA's exp
   may differ from numpy's by an ulp, so scores agree to ~1e-8, not bits);
   seconds are float32 products, as MMAction2's np.float32 * Python float.
 The float32 scalar semantics and sort order assume the NumPy the reference
@@ -42,9 +42,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from tal_jax import bsn_targets
-from tal_jax import postprocess
-from tal_jax import targets
+from tal_jax.localizers.bsn import targets as bsn_targets
+from tal_jax.localizers.bmn import postprocess
+from tal_jax.localizers.bmn import targets
 from tal_jax.errors import TalError
 
 FEATURE_EXTRACTION_INTERVAL = 16

@@ -27,14 +27,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from tal_jax import bsn_io
-from tal_jax import bsn_losses
-from tal_jax import bsn_targets
+from tal_jax.localizers.bsn import files as bsn_io
+from tal_jax.localizers.bsn import losses as bsn_losses
+from tal_jax.localizers.bsn import targets as bsn_targets
 from tal_jax import errors
-from tal_jax import losses
-from tal_jax import pgm
-from tal_jax import targets
-from tal_jax.models import bsn as bsn_models
+from tal_jax.localizers.bmn import loss as losses
+from tal_jax.localizers.bsn import pgm
+from tal_jax.localizers.bmn import targets
+from tal_jax.localizers.bsn import model as bsn_models
 
 TEM_RESULTS = 'tem_results.npz'
 # Videos per PGM call (bounds memory; one progress-bar tick each).
@@ -114,9 +114,9 @@ def run_tem_test(config: ml_collections.ConfigDict, workdir: str,
   Writes <workdir>/tem_results.npz (and tem_results/<video>.csv with
   config.test.write_csv); returns {'videos': N}.
   """
-  from tal_jax import infer  # pylint: disable=g-import-not-at-top
-  from tal_jax import runlog  # pylint: disable=g-import-not-at-top
-  from tal_jax import train  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import predict as infer  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import runlog  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import trainer as train  # pylint: disable=g-import-not-at-top
   from tal_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   progress = runlog.show_progress(quiet)
   videos = pipeline.load_split(config, 'test', progress)

@@ -41,16 +41,16 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from tal_jax import bsn
-from tal_jax import losses
-from tal_jax import pgm
-from tal_jax import postprocess
-from tal_jax import ssn
-from tal_jax import ssn_frames
-from tal_jax import targets
+from tal_jax.localizers.bsn import definition as bsn
+from tal_jax.localizers.bmn import loss as losses
+from tal_jax.localizers.bsn import pgm
+from tal_jax.localizers.bmn import postprocess
+from tal_jax.localizers.ssn import definition as ssn
+from tal_jax.localizers.ssn import frames as ssn_frames
+from tal_jax.localizers.bmn import targets
 from tal_jax.data import activitynet
-from tal_jax.models import bmn
-from tal_jax.models import layers
+from tal_jax.localizers.bmn import model as bmn
+from tal_jax.nn import layers
 
 
 @dataclasses.dataclass(frozen=True)

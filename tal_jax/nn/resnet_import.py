@@ -27,7 +27,8 @@ import numpy as np
 
 from tal_jax.convert.mmaction2 import load_pth
 from tal_jax.errors import TalError
-from tal_jax.models.resnet import EXPANSION, RESNET50_STAGE_BLOCKS
+from tal_jax.nn.resnet import EXPANSION
+from tal_jax.nn.resnet import RESNET50_STAGE_BLOCKS
 
 _BN_FIELDS = {'weight': ('params', 'scale'), 'bias': ('params', 'bias'),
               'running_mean': ('batch_stats', 'mean'),
@@ -139,7 +140,7 @@ def resnet_variables_from_state_dict(
   Args:
     state_dict: torch key -> numpy array (either layout, optionally under
       'backbone.').
-    stage_blocks, width, num_classes: the `tal_jax.models.resnet.ResNet`
+    stage_blocks, width, num_classes: the `tal_jax.nn.resnet.ResNet`
       attributes the variables are for (ResNet-50 without fc by default).
     source: names the checkpoint in error messages.
   Returns:

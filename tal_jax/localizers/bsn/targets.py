@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tal_jax import targets
+from tal_jax.localizers.bmn import targets
 
 
 def tem_anchors(temporal_dim: int) -> tuple[np.ndarray, np.ndarray]:

@@ -127,7 +127,7 @@ def head_loss(module, params, batch, rng=None, positive_per_video=1,
   """SSN head forward + `ssn_loss` of a batch of B videos (pure, jittable).
 
   Args:
-    module: tal_jax.models.ssn.SSNHead.
+    module: tal_jax.localizers.ssn.model.SSNHead.
     batch: 'inputs' [B, K, S, D] frame features (S = 9 segments),
       'proposal_scale_factor' [B, K, 2], 'proposal_type' and
       'proposal_labels' [B, K] int32, 'reg_targets' [B, K, 2] (as

@@ -20,14 +20,14 @@ import ml_collections
 import numpy as np
 import optax
 
-from tal_jax import checkpointing
+from tal_jax.engine import checkpointing
 from tal_jax import errors
 from tal_jax import evaluation
-from tal_jax import parallel
-from tal_jax import tasks
+from tal_jax.engine import parallel
+from tal_jax.localizers import table as tasks
 from tal_jax.data import activitynet
 from tal_jax.data import pipeline
-from tal_jax.metric_writer import MetricWriter
+from tal_jax.engine.metric_writer import MetricWriter
 
 
 @flax.struct.dataclass
@@ -277,7 +277,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   Re-running with the same workdir resumes from the latest checkpoint.
   Returns the last evaluation metrics.
   """
-  from tal_jax import runlog  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import runlog  # pylint: disable=g-import-not-at-top
   progress = runlog.show_progress(quiet)
   model_def = tasks.get(config)
   # Process 0 first: it fills a shared data cache, the others read it.

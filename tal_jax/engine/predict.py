@@ -12,13 +12,13 @@ import jax
 import ml_collections
 import numpy as np
 
-from tal_jax import checkpointing
+from tal_jax.engine import checkpointing
 from tal_jax import errors
-from tal_jax import parallel
-from tal_jax import postprocess
-from tal_jax import runlog
-from tal_jax import tasks
-from tal_jax import train
+from tal_jax.engine import parallel
+from tal_jax.localizers.bmn import postprocess
+from tal_jax.engine import runlog
+from tal_jax.localizers import table as tasks
+from tal_jax.engine import trainer as train
 from tal_jax.data import pipeline
 
 
