@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tal_jax  # pylint: disable=g-import-not-at-top,unused-import
 from tal_jax.localizers.bsn import files as bsn_io  # pylint: disable=g-import-not-at-top
 from tal_jax.localizers.bsn import pgm  # pylint: disable=g-import-not-at-top
-from tal_jax.localizers.bmn import targets  # pylint: disable=g-import-not-at-top
+from tal_jax.ops import segments
 
 DATA = '/work/shared/data/activitynet'
 REFENV = '/work/refenv/bin/python'
@@ -92,7 +92,7 @@ def synthetic_tem(records, seed=0):
   x = (np.arange(T) + 0.5) / T
   out = np.empty((len(records), T, 3), np.float32)
   for i, rec in enumerate(records):
-    gt = targets.normalize_gt(rec)
+    gt = segments.normalize_gt(rec)
     inside = ((x[None] >= gt[:, :1]) & (x[None] <= gt[:, 1:])).any(0)
     action = 0.1 + 0.8 * inside
     bump = lambda c: np.exp(-0.5 * ((x[None] - c[:, None]) / 0.02)**2).sum(0)

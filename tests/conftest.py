@@ -5,6 +5,7 @@ import os
 import tempfile
 
 import tal_jax  # noqa: F401
+from tal_jax import localizers
 import jax
 
 # Several tests build the same tiny models; the persistent cache lets them
@@ -27,7 +28,7 @@ def restore_checkpoint(workdir, config, step=None):
   from tal_jax.engine import trainer as train  # pylint: disable=g-import-not-at-top
   mngr = checkpointing.manager(workdir, read_only=True)
   step = mngr.latest_step() if step is None else step
-  trainer = train.Trainer(config, 1)
+  trainer = train.Trainer(localizers.get(config), config, 1)
   like = trainer.init_state(jax.random.key(0))
   out = checkpointing.restore(mngr, step, like.params, like.opt_state,
                               trainer.replicated, config)

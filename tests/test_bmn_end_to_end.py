@@ -1,8 +1,8 @@
 """An imported MMAction2 BMN checkpoint reproduces MMAction2's proposals.
 
 End to end: tests/golden/bmn_tiny.pth -> `tal_jax.tools.import_mmaction2` ->
-Orbax workdir -> `infer.restore_params` -> `train.predict_split` (and
-`infer.run_test` from feature files and an annotation file) against what
+Orbax workdir -> `predict.restore_variables` -> `predict.predict_split` (and
+`predict.run_test` from feature files and an annotation file) against what
 MMAction2 1.2.0's `BMN.forward(mode='predict')` and `ANetMetric` gave on the
 same videos (tests/golden/bmn_predict.npz, make_bmn_predict_golden.py).
 """
@@ -19,6 +19,8 @@ from tal_jax.engine import predict as infer
 from tal_jax.engine import trainer as train
 from tal_jax.data import activitynet
 from tal_jax.tools import import_mmaction2
+from tal_jax import results_io
+from tal_jax import localizers
 
 GOLDEN_DIR = os.path.join(os.path.dirname(__file__), 'golden')
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,9 +103,10 @@ def test_predict_split_reproduces_mmaction2(golden, workdir, setting):
   names = [str(n) for n in golden['names']]
   videos = activitynet.VideoSet(names, golden['features'],
                                 [records[n] for n in names])
-  trainer = train.Trainer(config, steps_per_epoch=1)
-  params, _ = infer.restore_params(trainer, config, workdir)
-  got = train.predict_split(trainer, params, videos, config.test.batch_size)
+  trainer = train.Trainer(localizers.get(config), config, steps_per_epoch=1)
+  variables, _ = infer.restore_variables(trainer.predictor, config, workdir)
+  got = infer.predict_split(trainer.predictor, variables['params'], videos,
+                            config.test.batch_size)
   want = golden_proposals(golden, setting)
   assert list(got) == names
   for name in names:
@@ -114,7 +117,7 @@ def test_predict_split_reproduces_mmaction2(golden, workdir, setting):
                                   err_msg=name)
     assert_scores_close(got[name][:, 2], want[name][:, 2], name)
   dumped = json.loads(str(golden[f'{setting}/results_json']))
-  ours = infer.results_json(got)
+  ours = results_io.proposal_results(got)
   assert ours.keys() == dumped.keys()
   assert ours['version'] == dumped['version'] == 'VERSION 1.3'
   assert ours['external_data'] == dumped['external_data'] == {}
@@ -145,7 +148,7 @@ def test_run_test_writes_mmaction2_results_and_metrics(golden, workdir,
   config.data.feature_dir = str(feature_dir)
   config.data.ann_file_test = str(ann_file)
   config.data.cache_dir = str(tmp_path / 'cache')
-  metrics = infer.run_test(config, workdir, quiet=True)
+  metrics = infer.run_test(localizers.get(config), config, workdir, quiet=True)
   with open(os.path.join(workdir, 'results.json')) as f:
     ours = json.load(f)
   dumped = json.loads(str(golden['default/results_json']))

@@ -102,7 +102,7 @@ def _mmaction_key(torch_key):
 
 
 def test_mmaction2_layout_under_backbone_prefix(tiny_vars):
-  from tal_jax.convert.mmaction2 import load_pth
+  from tal_jax.convert.pth import load_pth
   sd = load_pth(PTH)
   mm = {'backbone.' + _mmaction_key(k): v for k, v in sd.items()
         if not k.startswith('fc.')}
@@ -218,7 +218,7 @@ def test_partial_bn_labels_and_optimizer(tiny_vars):
 
 
 def test_import_errors(tmp_path):
-  from tal_jax.convert.mmaction2 import load_pth
+  from tal_jax.convert.pth import load_pth
   sd = load_pth(PTH)
   with pytest.raises(TalError, match=r'missing keys .*layer2\.0\.conv1'):
     tv.resnet_variables_from_state_dict(

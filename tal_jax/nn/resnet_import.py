@@ -1,7 +1,7 @@
 """Import torchvision / MMAction2 ResNet-50 weights into tal_jax ResNet.
 
 Two key layouts are accepted (numpy state dicts, e.g. from
-`tal_jax.convert.mmaction2.load_pth`, which reads a .pth without torch):
+`tal_jax.convert.pth.load_pth`, which reads a .pth without torch):
   torchvision   'conv1.weight', 'bn1.*', 'layer1.0.conv1.weight',
                 'layer1.0.bn1.*', 'layer1.0.downsample.0.weight',
                 'layer1.0.downsample.1.*', 'fc.weight', 'fc.bias'
@@ -25,7 +25,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from tal_jax.convert.mmaction2 import load_pth
+from tal_jax.convert.pth import load_pth
 from tal_jax.errors import TalError
 from tal_jax.nn.resnet import EXPANSION
 from tal_jax.nn.resnet import RESNET50_STAGE_BLOCKS

@@ -12,24 +12,13 @@ passes `u * mask > 1 - r`, so the weights can reach 3 and the loss is
 import jax
 import jax.numpy as jnp
 
-
-def binary_logistic_regression_loss(score, label, threshold=0.5,
-                                    ratio_range=(1.05, 21), eps=1e-5):
-  """Class-balanced binary log loss over all elements; score, label any shape."""
-  pmask = (label > threshold).astype(jnp.float32)
-  num_positive = jnp.maximum(jnp.sum(pmask), 1.)
-  ratio = jnp.clip(label.size / num_positive, *ratio_range)
-  coef_0 = 0.5 * ratio / (ratio - 1)
-  coef_1 = 0.5 * ratio
-  loss = (coef_1 * pmask * jnp.log(score + eps) +
-          coef_0 * (1.0 - pmask) * jnp.log(1.0 - score + eps))
-  return -jnp.mean(loss)
+from tal_jax.ops import losses
 
 
-def tem_loss(pred_start, pred_end, gt_start, gt_end):
+def boundary_loss(pred_start, pred_end, gt_start, gt_end):
   """Temporal evaluation loss; all [B, T]."""
-  return (binary_logistic_regression_loss(pred_start, gt_start) +
-          binary_logistic_regression_loss(pred_end, gt_end))
+  return (losses.binary_logistic_regression_loss(pred_start, gt_start) +
+          losses.binary_logistic_regression_loss(pred_end, gt_end))
 
 
 def pem_reg_loss(pred_score, gt_iou_map, mask, u_medium, u_low,
@@ -40,7 +29,7 @@ def pem_reg_loss(pred_score, gt_iou_map, mask, u_medium, u_low,
   Args:
     pred_score: [B, T, T] regression map.
     gt_iou_map: [B, T, T] IoU target already multiplied by `mask`.
-    mask: [T, T] valid cells (`layers.bm_valid_mask`).
+    mask: [T, T] valid cells (`boundary_matching.bm_valid_mask`).
     u_medium, u_low: [B, T, T] uniform [0, 1) draws.
   """
   f32 = jnp.float32
@@ -95,7 +84,7 @@ def bmn_loss_from_uniforms(confidence_map, start, end, iou_map_target,
   reg = pem_reg_loss(confidence_map[..., 0], gt_iou_map, bm_mask, u_medium,
                      u_low)
   cls = pem_cls_loss(confidence_map[..., 1], gt_iou_map, bm_mask)
-  tem = tem_loss(start.astype(f32), end.astype(f32), start_target, end_target)
+  tem = boundary_loss(start.astype(f32), end.astype(f32), start_target, end_target)
   total = weight_tem * tem + weight_pem_reg * reg + weight_pem_cls * cls
   return total, {'tem_loss': tem, 'pem_reg_loss': reg, 'pem_cls_loss': cls,
                  'loss': total}
@@ -115,16 +104,3 @@ def bmn_loss(confidence_map, start, end, iou_map_target, start_target,
       jax.random.uniform(k_low, shape))
 
 
-def grouped_loss(loss_fn, tensors, rng, group_size):
-  """Mean of `loss_fn` over consecutive groups of `group_size` videos.
-
-  MMAction2 computes each GPU's loss on its own videos and averages gradients;
-  grouping reproduces that on any device count. loss_fn(*tensors, rng) ->
-  (loss, metrics); each tensor is [B, ...] with B a multiple of group_size.
-  """
-  b = tensors[0].shape[0]
-  groups = b // group_size
-  split = [t.reshape((groups, group_size) + t.shape[1:]) for t in tensors]
-  keys = jax.random.split(rng, groups)
-  loss, metrics = jax.vmap(loss_fn)(*split, keys)
-  return loss.mean(), jax.tree.map(jnp.mean, metrics)

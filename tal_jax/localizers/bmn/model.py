@@ -26,6 +26,8 @@ import ml_collections
 
 from tal_jax.nn import layers
 
+from tal_jax.localizers.bmn import boundary_matching
+
 
 class BMN(nn.Module):
   """Boundary-Matching Network.
@@ -66,7 +68,7 @@ class BMN(nn.Module):
     """Confidence map [B, T, T, 2] from base features [B, T, h1]."""
     h1, h2, h3 = self.hidden_dim_1d, self.hidden_dim_2d, self.hidden_dim_3d
     x = nn.relu(self._conv('x_1d_p_0', h1, (3,), h1, 1)(base))
-    bm = layers.BoundaryMatching(
+    bm = boundary_matching.BoundaryMatching(
         h3, self.num_samples, self.num_samples_per_bin, self.boundary_ratio,
         self.bm_layer, self.dtype, name='x_3d_p_0')
     conv_2d_0 = self._conv('x_2d_p_0', h2, (1, 1), h3)
@@ -89,8 +91,8 @@ class BMN(nn.Module):
     cells = nn.relu(conv_2d_0(nn.relu(cells)))  # 1x1 conv: spatial (V, B)
     row = nn.relu(conv_2d_0(nn.relu(bias)[None, None, :]))  # [1, 1, h2]
     row = jnp.broadcast_to(row, (1,) + cells.shape[1:])
-    return layers.grid_from_cells(jnp.concatenate([cells, row]),
-                                  layers.valid_cell_index(self.temporal_dim))
+    return boundary_matching.grid_from_cells(jnp.concatenate([cells, row]),
+                                  boundary_matching.valid_cell_index(self.temporal_dim))
 
   @classmethod
   def from_config(cls, model_config: ml_collections.ConfigDict,

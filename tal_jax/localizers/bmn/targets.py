@@ -10,53 +10,9 @@ Everything is computed in float64 with MMAction2's operation order and then
 cast to float32, so the labels are bit-identical.
 """
 
-from typing import Any, Mapping
-
 import numpy as np
 
-from tal_jax.errors import TalError
-
-
-def normalize_gt(video_record: Mapping[str, Any],
-                 video_name: str = '') -> np.ndarray:
-  """Gt segments of one annotation record in [0, 1], [G, 2] float64.
-
-  Seconds are divided by feature_frame / duration_frame * duration_second (the
-  part of the video the features cover) and clipped to [0, 1], as MMAction2's
-  `GenerateLocalizationLabels`.
-
-  Args:
-    video_record: {'duration_second', 'duration_frame', 'feature_frame',
-      'annotations': [{'segment': [start_s, end_s], ...}]}.
-    video_name: used in error messages.
-  """
-  try:
-    corrected_second = (
-        float(video_record['feature_frame']) / video_record['duration_frame'] *
-        video_record['duration_second'])
-    segments = [a['segment'] for a in video_record['annotations']]
-  except (KeyError, TypeError) as e:
-    raise TalError(f'annotation of video {video_name!r}: missing or malformed '
-                   f'key {e}') from None
-  gt = [[max(min(1, s / corrected_second), 0),
-         max(min(1, e / corrected_second), 0)] for s, e in segments]
-  return np.asarray(gt, np.float64).reshape(-1, 2)
-
-
-def normalize_gt_batch(videos) -> tuple[np.ndarray, np.ndarray]:
-  """`normalize_gt` for a split: ([N, G, 2] float64 in [0, 1], [N, G] bool).
-
-  Args:
-    videos: anything with `names` and `records` (a `data.activitynet.VideoSet`).
-  """
-  gts = [normalize_gt(r, n) for n, r in zip(videos.names, videos.records)]
-  g = max([1] + [len(x) for x in gts])
-  gt = np.zeros((len(gts), g, 2), np.float64)
-  gt_mask = np.zeros((len(gts), g), bool)
-  for i, x in enumerate(gts):
-    gt[i, :len(x)] = x
-    gt_mask[i, :len(x)] = True
-  return gt, gt_mask
+from tal_jax.ops import segments
 
 
 def _match_map(tscale):
@@ -72,19 +28,6 @@ def _anchors(tscale):
   gap = 1. / tscale
   i = np.arange(tscale, dtype=np.float64)
   return gap * (i + -0.5), gap * (i + 1.5)
-
-
-def temporal_iou(pmin, pmax, gmin, gmax):
-  """MMAction2 `temporal_iou` (same operation order), broadcasting."""
-  inter = np.maximum(np.minimum(pmax, gmax) - np.maximum(pmin, gmin), 0.)
-  union = (pmax - pmin) - inter + gmax - gmin
-  return inter / union
-
-
-def temporal_iop(pmin, pmax, gmin, gmax):
-  """MMAction2 `temporal_iop` (intersection over proposal), broadcasting."""
-  inter = np.maximum(np.minimum(pmax, gmax) - np.maximum(pmin, gmin), 0.)
-  return inter / (pmax - pmin)
 
 
 def bmn_targets_batch(gt: np.ndarray, gt_mask: np.ndarray, temporal_dim: int,
@@ -115,12 +58,12 @@ def bmn_targets_batch(gt: np.ndarray, gt_mask: np.ndarray, temporal_dim: int,
   for lo in range(0, n, chunk):
     g = gt[lo:lo + chunk, :, None, None, :]
     m = gt_mask[lo:lo + chunk]
-    iou = temporal_iou(pmin, pmax, g[..., 0], g[..., 1]).astype(np.float32)
+    iou = segments.temporal_iou(pmin, pmax, g[..., 0], g[..., 1]).astype(np.float32)
     iou_map[lo:lo + chunk] = np.where(m[:, :, None, None], iou, 0).max(
         axis=1, initial=0)
     for out, t in ((start, gt[lo:lo + chunk, :, 0]),
                    (end, gt[lo:lo + chunk, :, 1])):
-      iop = temporal_iop(amin, amax, (t - half_pad)[..., None],
+      iop = segments.temporal_iop(amin, amax, (t - half_pad)[..., None],
                          (t + half_pad)[..., None])
       out[lo:lo + chunk] = np.where(m[..., None], iop, 0).max(
           axis=1, initial=0)

@@ -23,7 +23,6 @@ import os
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -31,9 +30,13 @@ from tal_jax.localizers.bsn import files as bsn_io
 from tal_jax.localizers.bsn import losses as bsn_losses
 from tal_jax.localizers.bsn import targets as bsn_targets
 from tal_jax import errors
-from tal_jax.localizers.bmn import loss as losses
+from tal_jax.engine import model_def
+from tal_jax.engine import predict
+from tal_jax.engine import runlog
+from tal_jax.ops import losses
+from tal_jax.ops import segments
 from tal_jax.localizers.bsn import pgm
-from tal_jax.localizers.bmn import targets
+from tal_jax.localizers.bsn import convert as bsn_convert
 from tal_jax.localizers.bsn import model as bsn_models
 
 TEM_RESULTS = 'tem_results.npz'
@@ -44,15 +47,9 @@ PGM_CHUNK = 256
 # ----------------------------------------------------------------------- TEM
 
 
-def tem_build(config: ml_collections.ConfigDict):
-  m = config.model
-  return bsn_models.TEM(temporal_dim=m.temporal_dim, feat_dim=m.feat_dim,
-                        hidden_dim=m.hidden_dim, dtype=jnp.dtype(config.dtype))
-
-
 def tem_train_arrays(videos, config) -> dict[str, np.ndarray]:
   """Features and TEM labels (action, start, end) [N, T] of a split."""
-  gt, gt_mask = targets.normalize_gt_batch(videos)
+  gt, gt_mask = segments.normalize_gt_batch(videos)
   action, start, end = bsn_targets.tem_targets_batch(
       gt, gt_mask, config.model.temporal_dim, config.model.boundary_ratio)
   return {'inputs': np.asarray(videos.features, np.float32),
@@ -107,26 +104,19 @@ def write_tem_results(path: str, names: list[str], tem_output: np.ndarray,
       bsn_io.write_tem_result(bsn_io.video_path(csv_dir, name, '.csv'), out)
 
 
-def run_tem_test(config: ml_collections.ConfigDict, workdir: str,
-                 quiet: bool = False) -> dict[str, float]:
-  """TEM --mode=test: outputs for every video of the test split.
+def tem_test(predictor, variables, videos, workdir: str,
+             quiet: bool = False) -> dict[str, float]:
+  """ModelDef.test of TEM: outputs for every video of the test split.
 
   Writes <workdir>/tem_results.npz (and tem_results/<video>.csv with
   config.test.write_csv); returns {'videos': N}.
   """
-  from tal_jax.engine import predict as infer  # pylint: disable=g-import-not-at-top
-  from tal_jax.engine import runlog  # pylint: disable=g-import-not-at-top
-  from tal_jax.engine import trainer as train  # pylint: disable=g-import-not-at-top
-  from tal_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  progress = runlog.show_progress(quiet)
-  videos = pipeline.load_split(config, 'test', progress)
-  trainer = train.Trainer(config, steps_per_epoch=1)
-  params, where = infer.restore_params(trainer, config, workdir)
-  runlog.info(f'restored {where}', quiet)
+  config = predictor.config
   arrays = {'inputs': videos.features}
   outputs = np.zeros((len(videos), config.model.temporal_dim, 3), np.float32)
-  for idx, out, _ in train.forward_batches(trainer, params, arrays,
-                                           config.test.batch_size, progress):
+  for idx, out, _ in predict.forward_batches(
+      predictor, variables['params'], arrays, config.test.batch_size,
+      runlog.show_progress(quiet)):
     outputs[idx] = out
   if jax.process_index() == 0:
     csv_dir = (os.path.join(workdir, 'tem_results') if config.test.write_csv
@@ -225,15 +215,6 @@ def load_pgm(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 # ----------------------------------------------------------------------- PEM
 
 
-def pem_build(config: ml_collections.ConfigDict):
-  return bsn_models.PEM(feat_dim=config.model.feat_dim,
-                        hidden_dim=config.model.hidden_dim)
-
-
-def pem_init_inputs(config: ml_collections.ConfigDict) -> np.ndarray:
-  return np.zeros((1, 1, config.model.feat_dim), np.float32)
-
-
 def _pgm_file(config, mode: str) -> str:
   if not config.data.pgm_dir:
     raise errors.TalError('config.data.pgm_dir is empty: point it at the '
@@ -306,3 +287,17 @@ def pem_decode(outputs, batch, config):
       batch['proposals'], outputs, batch['valid'], t.soft_nms_alpha,
       t.soft_nms_low_threshold, t.soft_nms_high_threshold,
       t.post_process_top_k)
+
+
+TEM_DEFINITION = model_def.ModelDef(
+    build=bsn_models.tem_from_config, init_inputs=bsn_models.tem_inputs,
+    train_arrays=tem_train_arrays, eval_arrays=model_def.feature_arrays,
+    loss=tem_loss_fn, forward=model_def.apply_forward, decode=tem_decode,
+    test=tem_test, import_state_dict=bsn_convert.import_state_dict)
+
+PEM_DEFINITION = model_def.ModelDef(
+    build=bsn_models.pem_from_config, init_inputs=bsn_models.pem_init_inputs,
+    train_arrays=pem_train_arrays, eval_arrays=pem_eval_arrays,
+    loss=pem_loss_fn, forward=model_def.apply_forward, decode=pem_decode,
+    uses_features=False, to_seconds=pgm.to_seconds,
+    import_state_dict=bsn_convert.import_state_dict)

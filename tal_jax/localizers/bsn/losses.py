@@ -16,7 +16,7 @@ is a proposal with iou > high threshold, or a medium/low one drawn), and NaN
 import jax
 import jax.numpy as jnp
 
-from tal_jax.localizers.bmn import loss as losses
+from tal_jax.ops import losses
 
 
 def tem_loss(tem_output, label_action, label_start, label_end,

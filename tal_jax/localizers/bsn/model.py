@@ -24,6 +24,7 @@ from typing import Mapping
 
 import flax.linen as nn
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from tal_jax.nn import layers
@@ -119,3 +120,31 @@ def params_from_state_dict(state_dict: Mapping[str, np.ndarray]) -> dict:
       continue
     params.setdefault(layer, {})[entry[0]] = entry[1]
   return params
+
+
+def tem_from_config(config: ml_collections.ConfigDict):
+  m = config.model
+  return TEM(temporal_dim=m.temporal_dim, feat_dim=m.feat_dim,
+                        hidden_dim=m.hidden_dim, dtype=jnp.dtype(config.dtype))
+
+
+def pem_from_config(config: ml_collections.ConfigDict):
+  return PEM(feat_dim=config.model.feat_dim,
+                        hidden_dim=config.model.hidden_dim)
+
+
+def pem_init_inputs(config: ml_collections.ConfigDict) -> np.ndarray:
+  return np.zeros((1, 1, config.model.feat_dim), np.float32)
+
+
+def tem_inputs(config: ml_collections.ConfigDict) -> np.ndarray:
+  """[1, T, D] zero features: TEM's example input."""
+  return np.zeros((1, config.model.temporal_dim, config.model.feat_dim),
+                  np.float32)
+
+
+def module_and_inputs(config: ml_collections.ConfigDict):
+  """(module, example input) of config.model_name 'bsn_tem' or 'bsn_pem'."""
+  if config.model_name == 'bsn_pem':
+    return pem_from_config(config), pem_init_inputs(config)
+  return tem_from_config(config), tem_inputs(config)

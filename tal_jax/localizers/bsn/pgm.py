@@ -31,7 +31,7 @@ Exactness (each mirrors what MMAction2's numpy code computes):
   bins, and window means summed as numpy's 1-d `np.mean` does
   (((a0 + a1) + a2) + a3) / 4.
 - PEM score = (pem * tmin_score) * tmax_score in float32; soft-NMS is
-  `tal_jax.localizers.bmn.postprocess.post_processing` (float32, numpy tie order; XLA's exp
+  `tal_jax.ops.soft_nms.post_processing` (float32, numpy tie order; XLA's exp
   may differ from numpy's by an ulp, so scores agree to ~1e-8, not bits);
   seconds are float32 products, as MMAction2's np.float32 * Python float.
 The float32 scalar semantics and sort order assume the NumPy the reference
@@ -43,11 +43,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from tal_jax.localizers.bsn import targets as bsn_targets
-from tal_jax.localizers.bmn import postprocess
-from tal_jax.localizers.bmn import targets
 from tal_jax.errors import TalError
-
-FEATURE_EXTRACTION_INTERVAL = 16
+from tal_jax.ops import segments
+from tal_jax.ops import soft_nms
 
 
 def tem_result_table(tem_output) -> np.ndarray:
@@ -112,8 +110,8 @@ def _match(tmin, tmax, gt):
     return np.zeros_like(tmin), np.zeros_like(tmin)
   gmin, gmax = gt[None, :, 0], gt[None, :, 1]
   pmin, pmax = tmin[:, None], tmax[:, None]
-  iou = targets.temporal_iou(pmin, pmax, gmin, gmax)
-  ioa = targets.temporal_iop(pmin, pmax, gmin, gmax)
+  iou = segments.temporal_iou(pmin, pmax, gmin, gmax)
+  ioa = segments.temporal_iop(pmin, pmax, gmin, gmax)
   return iou.max(axis=1), ioa.max(axis=1)
 
 
@@ -297,7 +295,7 @@ def pem_post_processing(proposals, pem_output, valid,
       tmin_score, tmax_score, ...), cut to the test top_k (1000).
     pem_output: [B, K] float32 PEM output.
     valid: [B, K] bool, False on padding.
-    soft_nms_*, post_process_top_k, tie_break: see `postprocess.soft_nms`.
+    soft_nms_*, post_process_top_k, tie_break: see `soft_nms.soft_nms`.
 
   Returns:
     (picks [B, k, 3] float32 (tmin, tmax, score) in MMAction2's output order,
@@ -306,14 +304,14 @@ def pem_post_processing(proposals, pem_output, valid,
   p = np.asarray(proposals, np.float32)
   score = (np.asarray(pem_output, np.float32) * p[..., 2]) * p[..., 3]
   table = np.stack([p[..., 0], p[..., 1], score], axis=-1)
-  picks, ok = postprocess.post_processing(
+  picks, ok = soft_nms.post_processing(
       table, valid, soft_nms_alpha, soft_nms_low_threshold,
       soft_nms_high_threshold, post_process_top_k, tie_break)
   return np.asarray(picks, np.float32), np.asarray(ok, bool)
 
 
 def to_seconds(picks, duration_frame, duration_second,
-               feature_extraction_interval: int = FEATURE_EXTRACTION_INTERVAL):
+               feature_extraction_interval: int = segments.FEATURE_EXTRACTION_INTERVAL):
   """Normalised picks [B, k, 3] -> seconds [B, k, 3] (start_s, end_s, score).
 
   As MMAction2: duration = float(frames // 16 * 16) / frames * seconds, and

@@ -1,7 +1,7 @@
 """BSN training targets as MMAction2 1.2.0 (TEM.generate_labels, LoadProposals).
 
 TEM labels of a video with gt segments g = [G, 2] in [0, 1] (clipped, as
-`GenerateLocalizationLabels` / `targets.normalize_gt` give them), for the
+`GenerateLocalizationLabels` / `segments.normalize_gt` give them), for the
 anchors [i/T, (i+1)/T]:
   action[i] = max over gts of IoP(anchor, gt)
   start[i]  = max over gts of IoP(anchor, [s - pad/2, s + pad/2])
@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tal_jax.localizers.bmn import targets
+from tal_jax.ops import segments
 
 
 def tem_anchors(temporal_dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -59,7 +59,7 @@ def tem_targets_batch(gt: np.ndarray, gt_mask: np.ndarray, temporal_dim: int,
   out = []
   for lo, hi in regions:
     # [N, G, T]
-    iop = targets.temporal_iop(amin, amax, lo[..., None], hi[..., None])
+    iop = segments.temporal_iop(amin, amax, lo[..., None], hi[..., None])
     out.append(np.where(gt_mask[..., None], iop, 0.).max(axis=1, initial=0.)
                .astype(np.float32))
   return tuple(out)

@@ -18,7 +18,7 @@ the pooled backbone output of every frame) or the rawframes themselves
 * eval_arrays: per video its test inputs (ticks: one frame every
   test_interval; proposals' tick windows, scale factors, relative bounds)
   and the split's regression constants.
-* predict / run_test, video by video (memory bounded by one video): the
+* predict / test, video by video (memory bounded by one video): the
   ticks' features (read, or computed by the backbone in eval mode), the fused
   test FC, STPP-test pooling, scoring, regression and per-class NMS
   (`ssn_postprocess.video_detections`). The loop's per-epoch validation gets
@@ -29,93 +29,20 @@ the pooled backbone output of every frame) or the rawframes themselves
 """
 
 import os
-from typing import Any
 
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from tal_jax import errors
+from tal_jax.engine import model_def
+from tal_jax.engine import runlog
 from tal_jax.localizers.ssn import losses as ssn_losses
 from tal_jax.localizers.ssn import postprocess as ssn_postprocess
 from tal_jax.localizers.ssn import frames as ssn_frames
 from tal_jax.localizers.ssn import targets as ssn_targets
-from tal_jax.data import rawframes
 from tal_jax.data import thumos14
+from tal_jax.localizers.ssn import convert as ssn_convert
 from tal_jax.localizers.ssn import model as ssn_models
-
-
-class SSN(nn.Module):
-  """SSN: the head under 'head', and in frame mode the backbone under
-  'backbone' (its BN statistics in the 'batch_stats' collection)."""
-  num_classes: int = 20
-  stpp_stage: tuple = (1, 1, 1)
-  num_segments_list: tuple = (2, 5, 2)
-  use_regression: bool = True
-  init_std: float = 0.001
-  dropout_ratio: float = 0.8
-  backbone: Any = None
-
-  def frame_features(self, images, train=False):
-    """[..., c, c, 3] frames -> [..., D] float32 pooled backbone features
-    (the spatial mean: upstream's 7x7 average pool at 224). uint8 frames are
-    RGB and get upstream's normalisation (BGR minus the mean); float frames
-    are taken as normalised already."""
-    lead = images.shape[:-3]
-    x = images.reshape((-1,) + images.shape[-3:])
-    if x.dtype == jnp.uint8:
-      x = rawframes.normalize(x)
-    pooled = self.backbone(x, train=train)['pooled']
-    return pooled.reshape(lead + pooled.shape[-1:])
-
-  @nn.compact
-  def __call__(self, x, scale_factors=None, deterministic=True, train=False):
-    """Head outputs of N proposals.
-
-    Args:
-      x: [N, S, D] frame features, or in frame mode [N, S, c, c, 3] uint8
-        frames.
-      scale_factors: [N, 2] (ones if None).
-      deterministic: no dropout.
-      train: BN batch statistics where the backbone's BN mode allows (apply
-        with mutable=['batch_stats']).
-    """
-    if self.backbone is not None:
-      x = self.frame_features(x, train)
-    if scale_factors is None:
-      scale_factors = jnp.ones((x.shape[0], 2), x.dtype)
-    head = ssn_models.SSNHead(
-        num_classes=self.num_classes, stpp_stage=self.stpp_stage,
-        num_segments_list=self.num_segments_list,
-        use_regression=self.use_regression, init_std=self.init_std,
-        dropout_ratio=self.dropout_ratio, name='head')
-    return head(x, scale_factors, deterministic)
-
-
-def _stage(config):
-  return tuple(config.model.stpp_stage)
-
-
-def build(config: ml_collections.ConfigDict) -> SSN:
-  m = config.model
-  backbone = (ssn_frames.build_backbone(config)
-              if ssn_frames.is_frames(config) else None)
-  return SSN(num_classes=m.num_classes, stpp_stage=_stage(config),
-             num_segments_list=tuple(m.num_segments_list),
-             use_regression=m.use_regression, init_std=m.init_std,
-             dropout_ratio=m.dropout_ratio, backbone=backbone)
-
-
-def init_inputs(config: ml_collections.ConfigDict) -> np.ndarray:
-  """One proposal's segments: [1, S, D] zero features, or in frame mode
-  [1, S, c, c, 3] uint8 zero frames."""
-  s = sum(config.model.num_segments_list)
-  if ssn_frames.is_frames(config):
-    c = config.data.crop_size
-    return np.zeros((1, s, c, c, 3), np.uint8)
-  return np.zeros((1, s, config.model.feat_dim), np.float32)
 
 
 def _counts(config):
@@ -188,22 +115,9 @@ def loss(module, params, batch, rng, config, model_state=None):
   statistics) returns (loss, (metrics, new model_state))."""
   m = config.model
   pos, inc, _ = _counts(config)
-  weights = (pos, inc, m.comp_loss_weight, m.reg_loss_weight)
-  if model_state is None:
-    return ssn_losses.head_loss(module, params, batch, rng, *weights)
-  b, k = batch['proposal_type'].shape
-  x = batch['inputs'].reshape((b * k,) + batch['inputs'].shape[2:])
-  scale = batch['proposal_scale_factor'].reshape(b * k, 2)
-  (act, comp, bbox), new_state = module.apply(
-      {'params': params, **model_state}, x, scale, deterministic=False,
-      train=True, rngs={'dropout': rng}, mutable=['batch_stats'])
-  c = comp.shape[-1]
-  total, metrics = ssn_losses.ssn_loss(
-      act.reshape(b, k, -1), comp.reshape(b, k, c),
-      None if bbox is None else bbox.reshape(b, k, c, 2),
-      batch['proposal_type'], batch['proposal_labels'], batch['reg_targets'],
-      *weights)
-  return total, (metrics, {**model_state, **new_state})
+  return ssn_losses.head_loss(module, params, batch, rng, pos, inc,
+                              m.comp_loss_weight, m.reg_loss_weight,
+                              model_state=model_state)
 
 
 # ----------------------------------------------------------------- test
@@ -249,7 +163,7 @@ def video_detections(variables, inputs, tick_feats, reg_norm, config,
   scale[:p] = inputs['scale_factor_list']
   act, comp, bbox = jax.device_get(ssn_models.ssn_test_forward(
       variables['params']['head'], feats, tick_list, scale, m.num_classes,
-      _stage(config), m.use_regression, np.int32(len(tick_feats))))
+      ssn_models.stage(config), m.use_regression, np.int32(len(tick_feats))))
   return ssn_postprocess.video_detections(
       inputs['relative_proposal_list'], act[:p], comp[:p],
       None if bbox is None else bbox[:p], reg_norm, t.top_k, t.nms,
@@ -286,11 +200,12 @@ def class_agnostic(dets: dict[int, np.ndarray], k: int) -> np.ndarray:
   return rows[np.argsort(-rows[:, 2], kind='stable')][:k]
 
 
-def predict(trainer, variables, videos, arrays) -> dict[str, np.ndarray]:
-  """The loop's validation: {video: [K, 3] class-agnostic proposals in
-  seconds (start, end, score)}."""
-  config = trainer.config
-  dets = split_detections(trainer.module, variables, videos, config, arrays)
+def predict(predictor, variables, videos, arrays) -> dict[str, np.ndarray]:
+  """ModelDef.predict, the loop's validation: {video: [K, 3] class-agnostic
+  proposals in seconds (start, end, score)}."""
+  config = predictor.config
+  dets = split_detections(predictor.module, variables, videos, config,
+                          arrays)
   out = {}
   for name, rec in zip(videos.names, videos.records):
     rows = class_agnostic(dets[name], config.test.post_process_top_k)
@@ -299,27 +214,20 @@ def predict(trainer, variables, videos, arrays) -> dict[str, np.ndarray]:
   return out
 
 
-def run_test(config: ml_collections.ConfigDict, workdir: str,
-             quiet: bool = False) -> dict[str, float]:
-  """Detections of the test split -> results.json and metrics.json."""
-  from tal_jax.engine import predict as infer  # pylint: disable=g-import-not-at-top
-  from tal_jax.engine import runlog  # pylint: disable=g-import-not-at-top
-  from tal_jax.engine import trainer as train  # pylint: disable=g-import-not-at-top
-  from tal_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  progress = runlog.show_progress(quiet)
-  videos = pipeline.load_split(config, 'test', progress)
-  trainer = train.Trainer(config, steps_per_epoch=1)
-  variables, where = infer.restore_variables(trainer, config, workdir)
-  runlog.info(f'restored {where}', quiet)
-  dets = split_detections(trainer.module, variables, videos, config,
-                          progress=progress)
+def test(predictor, variables, videos, workdir: str,
+         quiet: bool = False) -> dict[str, float]:
+  """ModelDef.test: detections of the test split -> results.json
+  (`detection_results`) and metrics.json (THUMOS mAP@0.1..0.9)."""
+  config = predictor.config
+  dets = split_detections(predictor.module, variables, videos, config,
+                          progress=runlog.show_progress(quiet))
   ssn_videos = [r['ssn_video'] for r in videos.records]
   metrics = ssn_postprocess.thumos_map(
       ssn_targets.relative_ground_truth(ssn_videos), dets,
       config.model.num_classes)
   if jax.process_index() == 0:
     errors.write_json(os.path.join(workdir, 'results.json'),
-                      results_json(videos, dets))
+                      detection_results(videos, dets))
     errors.write_json(os.path.join(workdir, 'metrics.json'), metrics,
                       indent=2)
   runlog.info('test: ' + runlog.format_metrics(
@@ -330,7 +238,7 @@ def run_test(config: ml_collections.ConfigDict, workdir: str,
 HEADLINE = ('mAP@0.30', 'mAP@0.40', 'mAP@0.50', 'average_mAP')
 
 
-def results_json(videos, dets) -> dict:
+def detection_results(videos, dets) -> dict:
   """ActivityNet results format: segments in seconds, class-name labels,
   each video's detections by descending score."""
   results = {}
@@ -341,3 +249,12 @@ def results_json(videos, dets) -> dict:
              for c, rows in dets.get(name, {}).items() for r in rows]
     results[name] = sorted(items, key=lambda x: -x['score'])
   return {'version': 'THUMOS14', 'results': results, 'external_data': {}}
+
+
+DEFINITION = model_def.ModelDef(
+    build=ssn_models.build, init_inputs=ssn_models.init_inputs,
+    train_arrays=train_arrays, eval_arrays=eval_arrays, loss=loss,
+    uses_features=False, epoch_arrays=epoch_arrays,
+    param_labels=ssn_frames.param_labels,
+    load_pretrained=ssn_frames.load_pretrained, predict=predict, test=test,
+    import_state_dict=ssn_convert.import_state_dict)

@@ -120,10 +120,9 @@ def ssn_loss(activity_scores: Array, completeness_scores: Array,
   return sum(parts.values()), parts
 
 
-
 def head_loss(module, params, batch, rng=None, positive_per_video=1,
               incomplete_per_video=6, comp_loss_weight=0.1,
-              reg_loss_weight=0.1):
+              reg_loss_weight=0.1, model_state=None):
   """SSN head forward + `ssn_loss` of a batch of B videos (pure, jittable).
 
   Args:
@@ -134,21 +133,36 @@ def head_loss(module, params, batch, rng=None, positive_per_video=1,
       `tal_jax.ssn_targets.sample_split`, with inputs gathered at its
       frame_inds).
     rng: dropout key, or None for no dropout.
+    model_state: the module's other collections (frame mode: the backbone's
+      'batch_stats'), or None for a head alone.
 
   Returns:
-    (total, {'loss_activity', 'loss_completeness', 'loss_reg'}). With equal
+    (total, {'loss_activity', 'loss_completeness', 'loss_reg'}), and with a
+    model_state (total, (metrics, the updated model_state)): the backbone
+    runs in training mode (BN batch statistics where its BN mode allows).
+    With equal
     K per video this equals the mean of per-video losses, i.e. upstream's
     one video per GPU averaged over GPUs.
   """
   b, k = batch['proposal_type'].shape
   x = batch['inputs'].reshape((b * k,) + batch['inputs'].shape[2:])
   scale = batch['proposal_scale_factor'].reshape(b * k, 2)
-  act, comp, bbox = module.apply(
-      {'params': params}, x, scale, deterministic=rng is None,
-      rngs={} if rng is None else {'dropout': rng})
+  rngs = {} if rng is None else {'dropout': rng}
+  if model_state is None:
+    act, comp, bbox = module.apply({'params': params}, x, scale,
+                                   deterministic=rng is None, rngs=rngs)
+  else:
+    (act, comp, bbox), new_state = module.apply(
+        {'params': params, **model_state}, x, scale,
+        deterministic=rng is None, train=True, rngs=rngs,
+        mutable=['batch_stats'])
   c = comp.shape[-1]
-  return ssn_loss(act.reshape(b, k, -1), comp.reshape(b, k, c),
-                  None if bbox is None else bbox.reshape(b, k, c, 2),
-                  batch['proposal_type'], batch['proposal_labels'],
-                  batch['reg_targets'], positive_per_video,
-                  incomplete_per_video, comp_loss_weight, reg_loss_weight)
+  total, metrics = ssn_loss(
+      act.reshape(b, k, -1), comp.reshape(b, k, c),
+      None if bbox is None else bbox.reshape(b, k, c, 2),
+      batch['proposal_type'], batch['proposal_labels'], batch['reg_targets'],
+      positive_per_video, incomplete_per_video, comp_loss_weight,
+      reg_loss_weight)
+  if model_state is None:
+    return total, metrics
+  return total, (metrics, {**model_state, **new_state})

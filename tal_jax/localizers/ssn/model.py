@@ -23,11 +23,16 @@ on the input frame features, `head_dropout_ratio` on the pooled features).
 """
 
 import functools
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from tal_jax.data import rawframes
+from tal_jax.localizers.ssn import frames as ssn_frames
 
 Array = jax.Array
 
@@ -285,3 +290,75 @@ def ssn_test_forward(params, frame_features: Array, ticks: Array,
   scores = frame_features @ kernel + bias
   return stpp_test(scores, ticks, scale_factors, num_classes, stpp_stage,
                    use_regression, num_ticks)
+
+
+class SSN(nn.Module):
+  """SSN: the head under 'head', and in frame mode the backbone under
+  'backbone' (its BN statistics in the 'batch_stats' collection)."""
+  num_classes: int = 20
+  stpp_stage: tuple = (1, 1, 1)
+  num_segments_list: tuple = (2, 5, 2)
+  use_regression: bool = True
+  init_std: float = 0.001
+  dropout_ratio: float = 0.8
+  backbone: Any = None
+
+  def frame_features(self, images, train=False):
+    """[..., c, c, 3] frames -> [..., D] float32 pooled backbone features
+    (the spatial mean: upstream's 7x7 average pool at 224). uint8 frames are
+    RGB and get upstream's normalisation (BGR minus the mean); float frames
+    are taken as normalised already."""
+    lead = images.shape[:-3]
+    x = images.reshape((-1,) + images.shape[-3:])
+    if x.dtype == jnp.uint8:
+      x = rawframes.normalize(x)
+    pooled = self.backbone(x, train=train)['pooled']
+    return pooled.reshape(lead + pooled.shape[-1:])
+
+  @nn.compact
+  def __call__(self, x, scale_factors=None, deterministic=True, train=False):
+    """Head outputs of N proposals.
+
+    Args:
+      x: [N, S, D] frame features, or in frame mode [N, S, c, c, 3] uint8
+        frames.
+      scale_factors: [N, 2] (ones if None).
+      deterministic: no dropout.
+      train: BN batch statistics where the backbone's BN mode allows (apply
+        with mutable=['batch_stats']).
+    """
+    if self.backbone is not None:
+      x = self.frame_features(x, train)
+    if scale_factors is None:
+      scale_factors = jnp.ones((x.shape[0], 2), x.dtype)
+    head = SSNHead(
+        num_classes=self.num_classes, stpp_stage=self.stpp_stage,
+        num_segments_list=self.num_segments_list,
+        use_regression=self.use_regression, init_std=self.init_std,
+        dropout_ratio=self.dropout_ratio, name='head')
+    return head(x, scale_factors, deterministic)
+
+
+def stage(config) -> tuple:
+  """config.model.stpp_stage as a (hashable) tuple."""
+  return tuple(config.model.stpp_stage)
+
+
+def build(config: ml_collections.ConfigDict) -> SSN:
+  m = config.model
+  backbone = (ssn_frames.build_backbone(config)
+              if ssn_frames.is_frames(config) else None)
+  return SSN(num_classes=m.num_classes, stpp_stage=stage(config),
+             num_segments_list=tuple(m.num_segments_list),
+             use_regression=m.use_regression, init_std=m.init_std,
+             dropout_ratio=m.dropout_ratio, backbone=backbone)
+
+
+def init_inputs(config: ml_collections.ConfigDict) -> np.ndarray:
+  """One proposal's segments: [1, S, D] zero features, or in frame mode
+  [1, S, c, c, 3] uint8 zero frames."""
+  s = sum(config.model.num_segments_list)
+  if ssn_frames.is_frames(config):
+    c = config.data.crop_size
+    return np.zeros((1, s, c, c, 3), np.uint8)
+  return np.zeros((1, s, config.model.feat_dim), np.float32)

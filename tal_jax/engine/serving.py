@@ -16,11 +16,11 @@ runs it; forward: only a few weeks, so do not export with a newer JAX than the
 one that serves). The long-term format is the Orbax checkpoint plus tal_jax:
 re-export from it after upgrading JAX.
 
-Adding a model: one row in SERVING (output names; the 1-d score curves the
-inference tool plots; the host decode to normalised proposals).
+What is model-specific (output names, the score curves the inference tool
+plots, the host decode to proposals) is the `serving` field of the model's
+ModelDef (`tal_jax.engine.model_def.Serving`).
 """
 
-import dataclasses
 import json
 import os
 import shutil
@@ -31,47 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from tal_jax import errors
-from tal_jax.localizers.bmn import postprocess
 
 FORMAT = 'tal_jax.export/1'
 DEFAULT_PLATFORMS = ('cpu', 'cuda')
-
-
-def _bmn_decode(outputs: dict[str, np.ndarray], test_config):
-  """BMN outputs -> (proposals [B, K, 3] normalised, valid [B, K])."""
-  t = test_config
-  return postprocess.bmn_post_processing(
-      outputs['confidence_map'], outputs['start'], outputs['end'],
-      t.soft_nms_alpha, t.soft_nms_low_threshold, t.soft_nms_high_threshold,
-      t.post_process_top_k)
-
-
-@dataclasses.dataclass(frozen=True)
-class Serving:
-  """What serving needs to know of a model's raw outputs.
-
-  Attributes:
-    output_names: names of the forward's outputs, in order.
-    curves: outputs that are [B, T] score curves (plotted over time).
-    decode: (outputs by name, config.test) -> (proposals [B, K, 3] normalised
-      (start, end, score), valid [B, K] bool).
-  """
-  output_names: tuple[str, ...]
-  curves: tuple[str, ...]
-  decode: Callable[..., tuple[np.ndarray, np.ndarray]]
-
-
-SERVING = {
-    'bmn': Serving(output_names=('confidence_map', 'start', 'end'),
-                   curves=('start', 'end'), decode=_bmn_decode),
-}
-
-
-def serving(model_name: str) -> Serving:
-  if model_name not in SERVING:
-    raise errors.TalError(f"model '{model_name}' cannot be exported or served "
-                          f'yet (supported: {sorted(SERVING)})')
-  return SERVING[model_name]
 
 
 def flatten_params(params: Any) -> tuple[list[str], list[np.ndarray], Any]:
@@ -109,9 +71,9 @@ def export_forward(forward: Callable[[Any, jax.Array], Any], treedef: Any,
       specs, features)
 
 
-def metadata(config, exported, names: list[str], where: str) -> dict:
-  """metadata.json contents."""
-  out_names = serving(config.model_name).output_names
+def metadata(config, exported, names: list[str], where: str,
+             out_names: tuple[str, ...]) -> dict:
+  """metadata.json contents (`out_names`: the model's output names)."""
 
   def shape(aval):
     return [d if isinstance(d, int) else str(d) for d in aval.shape]
