@@ -16,6 +16,7 @@ import numpy as np
 from tal_jax import errors
 from tal_jax.data import activitynet
 from tal_jax.data import synthetic
+from tal_jax.data import thumos14
 
 
 def data_config(synthetic_test_split: str = 'val') -> ml_collections.ConfigDict:
@@ -96,7 +97,6 @@ def load_split(config: ml_collections.ConfigDict, split: str,
   ModelDef's); without, the VideoSet holds the annotations alone.
   """
   if config.data.dataset == 'thumos14':
-    from tal_jax.data import thumos14  # pylint: disable=g-import-not-at-top
     return thumos14.load_split(config, split, progress)
   features = uses_features
   paths = annotation_paths(

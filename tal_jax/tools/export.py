@@ -25,6 +25,10 @@ import ml_collections
 
 from tal_jax import config_utils
 from tal_jax import errors
+from tal_jax import localizers
+from tal_jax.engine import predict
+from tal_jax.engine import serving
+from tal_jax.tools import import_mmaction2
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +49,6 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 def run_config(workdir: str, spec: str | None,
                overrides: list[str]) -> ml_collections.ConfigDict:
   """The config of a run: --config if given, else <workdir>/config.json."""
-  from tal_jax.tools import import_mmaction2  # pylint: disable=g-import-not-at-top
   if spec:
     config = config_utils.load_config(spec)
   else:
@@ -66,8 +69,6 @@ def load_model(args):
   """(config, model definition, predictor, variables, checkpoint path) of
   the model args: the variables restored for inference (no optimizer)."""
   from absl import logging  # pylint: disable=g-import-not-at-top
-  from tal_jax import localizers  # pylint: disable=g-import-not-at-top
-  from tal_jax.engine import predict  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.ERROR)  # Orbax's read-only notices
   workdir = os.path.abspath(os.path.expanduser(args.workdir))
   config = run_config(workdir, args.config, args.set)
@@ -82,7 +83,6 @@ def load_model(args):
 def serving_of(config, model_def):
   """The definition's Serving (TalError for a model that cannot be
   served)."""
-  from tal_jax import localizers  # pylint: disable=g-import-not-at-top
   if model_def.serving is None:
     servable = sorted(k for k, v in localizers.MODELS.items() if v.serving)
     raise errors.TalError(f"model '{config.model_name}' cannot be exported or "
@@ -98,7 +98,6 @@ def main(argv=None) -> str:
   parser.add_argument('--platforms', default='cpu,cuda',
                       help='comma-separated lowering platforms')
   args = parser.parse_args(argv)
-  from tal_jax.engine import serving  # pylint: disable=g-import-not-at-top
   config, model_def, predictor, variables, where = load_model(args)
   spec = serving_of(config, model_def)
   names, arrays, treedef = serving.flatten_params(variables['params'])

@@ -29,12 +29,20 @@ import os
 import numpy as np
 
 from tal_jax import errors
+from tal_jax import localizers
+from tal_jax import results_io
+from tal_jax.convert import pth
+from tal_jax.data import rawframes
+from tal_jax.engine import predict
+from tal_jax.localizers.ssn import frames as ssn_frames
+from tal_jax.nn import resnet
+from tal_jax.nn import resnet_import as tv
+from tal_jax.tools import export
 
 
 def resnet_shape(state_dict) -> tuple[tuple[int, ...], int]:
   """(stage_blocks, width) of a bottleneck ResNet state dict (torchvision or
   MMAction2 layout): ResNet-50 is ((3, 4, 6, 3), 64)."""
-  from tal_jax.nn import resnet_import as tv  # pylint: disable=g-import-not-at-top
   sd = {tv.torchvision_key(k): v for k, v in tv._backbone_only(  # pylint: disable=protected-access
       state_dict).items()}
   blocks = {}
@@ -53,10 +61,6 @@ def resnet_shape(state_dict) -> tuple[tuple[int, ...], int]:
 def _pth_backbone(path: str):
   """apply(images uint8 [K, c, c, 3]) -> [K, D] of ResNet weights (.pth)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from tal_jax.convert import pth  # pylint: disable=g-import-not-at-top
-  from tal_jax.nn import resnet_import as tv  # pylint: disable=g-import-not-at-top
-  from tal_jax.data import rawframes  # pylint: disable=g-import-not-at-top
-  from tal_jax.nn import resnet  # pylint: disable=g-import-not-at-top
   path = os.path.expanduser(path)
   if not os.path.isfile(path):
     raise errors.TalError(f'--pth {path}: no such file')
@@ -74,10 +78,6 @@ def _pth_backbone(path: str):
 
 def _workdir_backbone(args):
   """(apply, config) of an SSN frame-mode workdir's backbone."""
-  from tal_jax import localizers  # pylint: disable=g-import-not-at-top
-  from tal_jax.engine import predict  # pylint: disable=g-import-not-at-top
-  from tal_jax.localizers.ssn import frames as ssn_frames  # pylint: disable=g-import-not-at-top
-  from tal_jax.tools import export  # pylint: disable=g-import-not-at-top
   workdir = os.path.abspath(os.path.expanduser(args.workdir))
   config = export.run_config(workdir, args.config, args.set)
   if config.model_name != 'ssn' or not ssn_frames.is_frames(config):
@@ -92,7 +92,6 @@ def _workdir_backbone(args):
 
 def _video_names(frame_dir: str, videos: str | None) -> list[str]:
   if videos:
-    from tal_jax import results_io  # pylint: disable=g-import-not-at-top
     return [v.video_id for v in results_io.read_proposal_list(videos)]
   if not os.path.isdir(frame_dir):
     raise errors.TalError(f'--frame-dir {frame_dir}: no such folder')
@@ -130,8 +129,6 @@ def main(argv=None) -> list[str]:
                       help='frames per backbone call')
   parser.add_argument('--overwrite', action='store_true')
   args = parser.parse_args(argv)
-  from tal_jax.localizers.ssn import frames as ssn_frames  # pylint: disable=g-import-not-at-top
-  from tal_jax.data import rawframes  # pylint: disable=g-import-not-at-top
   if args.workdir:
     apply, config = _workdir_backbone(args)
     resize = tuple(config.data.resize_scale)

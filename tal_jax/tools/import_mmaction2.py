@@ -31,6 +31,7 @@ from tal_jax.engine import checkpointing
 from tal_jax import config_utils
 from tal_jax.convert import pth
 from tal_jax.errors import TalError, run_cli
+from tal_jax import localizers
 
 
 def _apply_overrides(config, overrides):
@@ -57,7 +58,6 @@ def _apply_overrides(config, overrides):
 def load_checkpoint(path: str, config) -> dict:
   """Variables ({'params', ...}) of config.model_name from an MMAction2 .pth
   (the model's `import_state_dict`)."""
-  from tal_jax import localizers  # pylint: disable=g-import-not-at-top
   model_def = localizers.MODELS.get(config.model_name)
   if model_def is None or model_def.import_state_dict is None:
     importable = sorted(k for k, v in localizers.MODELS.items()

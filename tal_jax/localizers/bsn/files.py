@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 
 from tal_jax.errors import TalError, atomic_path
+from tal_jax.localizers.bsn import targets as bsn_targets
 
 TEM_HEADER = 'action,start,end,tmin,tmax'
 PGM_HEADER = 'tmin,tmax,tmin_score,tmax_score,score,match_iou,match_ioa'
@@ -74,7 +75,6 @@ def write_tem_result(path: str, tem_output, tmin=None, tmax=None) -> None:
   """
   out = np.asarray(tem_output, np.float32)
   if tmin is None or tmax is None:
-    from tal_jax.localizers.bsn import targets as bsn_targets  # pylint: disable=g-import-not-at-top
     tmin, tmax = bsn_targets.tem_anchors(out.shape[0])
   rows = np.concatenate([out[:, :3].astype(np.float64),
                          np.stack([tmin, tmax], axis=1)], axis=1)
