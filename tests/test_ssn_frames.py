@@ -159,12 +159,48 @@ def _grads_by_torch_name(pairs, grads):
   return out
 
 
-def test_gradients_match(golden, state, model, trained):
+@pytest.fixture(scope='module')
+def grads64(golden, model):
+  """The same gradients computed in float64 (params, BN stats, inputs)."""
+  config, module, variables = model
+  wide = lambda x: x.astype(jnp.float64) if x.dtype == jnp.float32 else x
+  with jax.enable_x64(True):
+    variables = jax.tree.map(wide, variables)
+    batch = jax.tree.map(wide, _train_batch(golden))
+    model_state = {'batch_stats': variables['batch_stats']}
+
+    def loss_fn(params):
+      return ssn.loss(module, params, batch, jax.random.key(0), config,
+                      model_state=model_state)[0]
+
+    grads = jax.jit(jax.grad(loss_fn))(variables['params'])
+    return jax.tree.map(np.asarray, grads)
+
+
+def test_gradients_match(golden, state, model, trained, grads64):
+  """Against upstream in float64, the float32 run against that.
+
+  The gradient jumps where a ReLU input crosses 0; among millions of ReLU
+  inputs a few lie within float32 rounding of 0, on a side that depends on
+  the CPU's reduction order. Measured on an AVX2 machine: activations within
+  7e-7 of float64, yet 0 to 3 signs flip per layer (1 of 1.2M at layer4's
+  output), each moving the backbone gradients by ~1e-3 relative norm:
+  (float32 - float64) is 1.2e-3 to 8.1e-3 per backbone tensor (tensor norms
+  up to 1.2e-3 apart, over the old 1e-4 bound at conv1), <= 1e-6 for the
+  head. Upstream's PyTorch float32 norms are within 7e-7 of tal_jax's float64
+  ones (and the fixture machine's float32 run was within 1e-4). So the
+  comparison with upstream runs in float64, and float32 is held to 2e-2
+  (about a dozen flips) and 1e-5 (head) of the float64 gradients.
+  """
   config, _, variables = model
-  grads = trained[3]
+  grads = grads64
   pairs = _backbone_names(golden, state,
                           tuple(config.model.backbone.stage_blocks))
   by_name = _grads_by_torch_name(pairs, grads)
+  by_name32 = _grads_by_torch_name(pairs, trained[3])
+  for name, g in by_name.items():
+    bound = 1e-5 if name.startswith('cls_head.') else 2e-2
+    assert _rel(by_name32[name], g) < bound, name
   names = [str(n) for n in golden['state_names']]
   for i, name in enumerate(str(n) for n in golden['grad_names']):
     g = by_name[name].astype(np.float64)
