@@ -1,11 +1,14 @@
 """Shared test set-up: tal_jax first (XLA flags), a persistent XLA cache."""
 
+import gzip
 import json
 import os
+import shutil
 import tempfile
 
 import tal_jax  # noqa: F401
 import jax
+import pytest
 
 # Several tests build the same tiny models; the persistent cache lets them
 # share compiled programs within and across runs of the suite.
@@ -13,11 +16,26 @@ jax.config.update('jax_compilation_cache_dir',
                   os.path.join(tempfile.gettempdir(), 'tal_jax_test_xla'))
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 
-# The real annotation files (read-only) live in ../shared/data beside the
-# checkout, as on the development machines and in CI.
-SHARED_DATA = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '..',
-    'shared', 'data')
+# Public annotation and result files shipped with the tests, gzipped
+# (tests/data/README.md names the source of each).
+DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
+
+
+@pytest.fixture(scope='session')
+def real_data(tmp_path_factory):
+  """real_data(name) -> the path of tests/data/<name>.gz decompressed (once
+  per session), e.g. real_data('anet_anno_action.json')."""
+  out = tmp_path_factory.mktemp('real_data')
+
+  def path(name):
+    dst = out / name
+    if not dst.exists():
+      with gzip.open(os.path.join(DATA_DIR, name + '.gz'), 'rb') as src:
+        with open(dst, 'wb') as f:
+          shutil.copyfileobj(src, f)
+    return str(dst)
+
+  return path
 
 
 def restore_checkpoint(workdir, config, step=None):
