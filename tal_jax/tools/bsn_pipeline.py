@@ -30,13 +30,10 @@ from tal_jax import runlog
 from tal_jax import train
 from tal_jax.tools import bsn_proposal_generation
 
-CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), 'configs')
-
 
 def stage_config(name: str, preset: str, args) -> object:
   """configs/bsn_<name>.py[:preset] with the command's data paths."""
-  spec = os.path.join(CONFIGS, f'bsn_{name}.py')
+  spec = os.path.join(config_utils.configs_dir(), f'bsn_{name}.py')
   config = config_utils.load_config(f'{spec}:{preset}' if preset else spec)
   data = config.data
   data.cache_dir = args.cache_dir
