@@ -6,7 +6,7 @@ tests/data/ (gzipped) and records the sha256 and video count of each
 anet_anno_{train,val,test,full}.json it writes. Rerun from the checkout with
 the reference environment (tests/golden/README.md):
 
-  "$TAL_JAX_REFENV" tests/golden/make_anet_splits.py
+  "$TAL_JAX_REFENV"/mmaction2-1.2.0/bin/python tests/golden/make_anet_splits.py
 
 which rewrites tests/golden/anet_splits.json.
 """
