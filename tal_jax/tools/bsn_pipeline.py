@@ -72,7 +72,8 @@ def main(argv=None) -> None:
   parser = argparse.ArgumentParser(
       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--workdir', required=True)
-  parser.add_argument('--preset', default='', choices=['', 'full', 'tiny', 'slowonly_k700'],
+  parser.add_argument('--preset', default='',
+                      choices=['', 'full', 'tiny', 'slowonly_k700'],
                       help="configs' preset ('' = embedded default dataset)")
   parser.add_argument('--cache_dir', default='~/.cache/tal_jax')
   parser.add_argument('--feature_dir', default='')
