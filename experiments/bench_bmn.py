@@ -33,9 +33,10 @@ import tal_jax  # noqa: E402,F401
 import jax  # noqa: E402
 
 from tal_jax import config_utils  # noqa: E402
-from tal_jax import parallel  # noqa: E402
-from tal_jax import postprocess  # noqa: E402
-from tal_jax import train  # noqa: E402
+from tal_jax.engine import parallel  # noqa: E402
+from tal_jax.localizers.bmn import postprocess  # noqa: E402
+from tal_jax.engine import trainer as train  # noqa: E402
+from tal_jax import localizers
 import refenv  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,7 +66,7 @@ def peak_memory_gib() -> str:
 
 
 def time_train_step(batch, dtype, bm_layer, reps, arrays):
-  trainer = train.Trainer(bmn_config(batch, dtype, bm_layer), 10)
+  trainer = train.Trainer(localizers.get(bmn_config(batch, dtype, bm_layer)), bmn_config(batch, dtype, bm_layer), 10)
   state = trainer.init_state(jax.random.key(0))
   device_arrays = trainer.put_arrays(arrays)
   idx = parallel.shard_batch(

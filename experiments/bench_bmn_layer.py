@@ -25,8 +25,10 @@ import tal_jax  # noqa: E402,F401
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from tal_jax import losses, targets  # noqa: E402
-from tal_jax.models import bmn, layers  # noqa: E402
+from tal_jax.localizers.bmn import loss as losses  # noqa: E402
+from tal_jax.localizers.bmn import targets  # noqa: E402
+from tal_jax.localizers.bmn import model as bmn  # noqa: E402
+from tal_jax.localizers.bmn import boundary_matching
 import refenv  # noqa: E402
 
 MMACTION2 = r'''
@@ -71,7 +73,7 @@ def time_tal_jax(bm_layer, batch, reps):
   params = model.init(jax.random.key(1), x[:1])['params']
   gt = np.tile(np.array([[[0.1, 0.3], [0.5, 0.9]]]), (batch, 1, 1))
   labels = targets.bmn_targets_batch(gt, np.ones(gt.shape[:2], bool), 100)
-  mask = jnp.asarray(layers.bm_valid_mask(100))
+  mask = jnp.asarray(boundary_matching.bm_valid_mask(100))
 
   def loss_fn(p):
     out = model.apply({'params': p}, x)

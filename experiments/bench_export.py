@@ -18,10 +18,11 @@ import tal_jax  # noqa: F401  (XLA flags first)
 import jax
 import numpy as np
 
-from tal_jax import checkpointing
+from tal_jax.engine import checkpointing
 from tal_jax import config_utils
-from tal_jax import train
+from tal_jax.engine import trainer as train
 from tal_jax.tools import export as export_tool
+from tal_jax import localizers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,7 +43,7 @@ def main():
   args = p.parse_args()
   config = config_utils.load_config(os.path.join(ROOT, 'configs/bmn.py'))
   tmp = tempfile.mkdtemp()
-  trainer = train.Trainer(config, 1)
+  trainer = train.Trainer(localizers.get(config), config, 1)
   params = trainer.init_state(jax.random.key(0)).params
   checkpointing.save_params(os.path.join(tmp, 'work'), params, config)
   config_utils.save_config(config, os.path.join(tmp, 'work'))

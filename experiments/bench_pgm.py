@@ -7,7 +7,7 @@ noise), writes them as MMAction2 TEM result CSVs, then runs the whole PGM
 stage of tools/misc/bsn_proposal_generation.py (test mode) both ways:
   read TEM CSVs -> candidate proposals -> write proposal CSVs ->
   read them back -> BSP features (top_k 1000) -> write .npy
-tal_jax: tal_jax.pgm + tal_jax.bsn_io on all videos, one process.
+tal_jax: tal_jax.localizers.bsn.pgm + tal_jax.localizers.bsn.files on all videos, one process.
 MMAction2: generate_candidate_proposals / generate_bsp_feature (its own
 functions) and np.savetxt / np.save as the tool does, one process, in
 the reference environment ($TAL_JAX_REFENV, experiments/README.md) on the
@@ -34,9 +34,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tal_jax  # pylint: disable=g-import-not-at-top,unused-import
-from tal_jax import bsn_io  # pylint: disable=g-import-not-at-top
-from tal_jax import pgm  # pylint: disable=g-import-not-at-top
-from tal_jax import targets  # pylint: disable=g-import-not-at-top
+from tal_jax.localizers.bsn import files as bsn_io  # pylint: disable=g-import-not-at-top
+from tal_jax.localizers.bsn import pgm  # pylint: disable=g-import-not-at-top
+from tal_jax.ops import segments
 import refenv  # pylint: disable=g-import-not-at-top
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -95,7 +95,7 @@ def synthetic_tem(records, seed=0):
   x = (np.arange(T) + 0.5) / T
   out = np.empty((len(records), T, 3), np.float32)
   for i, rec in enumerate(records):
-    gt = targets.normalize_gt(rec)
+    gt = segments.normalize_gt(rec)
     inside = ((x[None] >= gt[:, :1]) & (x[None] <= gt[:, 1:])).any(0)
     action = 0.1 + 0.8 * inside
     bump = lambda c: np.exp(-0.5 * ((x[None] - c[:, None]) / 0.02)**2).sum(0)

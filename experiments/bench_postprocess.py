@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tal_jax  # pylint: disable=g-import-not-at-top,unused-import
 import jax  # pylint: disable=g-import-not-at-top
-from tal_jax import postprocess  # pylint: disable=g-import-not-at-top
+from tal_jax.localizers.bmn import postprocess  # pylint: disable=g-import-not-at-top
 import refenv  # pylint: disable=g-import-not-at-top
 
 T = 100

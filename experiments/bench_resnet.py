@@ -71,7 +71,7 @@ def bench_jax(batch):
   import tal_jax  # noqa: F401
   import jax
   import jax.numpy as jnp
-  from tal_jax.models import resnet
+  from tal_jax.nn import resnet
   model = resnet.ResNet(partial_bn=True)
   variables = resnet.init_variables(model, jax.random.key(0), 224)
   x = jnp.asarray(np.random.default_rng(0).normal(

@@ -28,10 +28,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top
 import tal_jax  # noqa: F401
 import jax
-from tal_jax import ssn_losses
-from tal_jax import ssn_postprocess
-from tal_jax import ssn_targets
-from tal_jax.models import ssn
+from tal_jax.localizers.ssn import losses as ssn_losses
+from tal_jax.localizers.ssn import postprocess as ssn_postprocess
+from tal_jax.data import ssn_videos
+from tal_jax.localizers.ssn import targets as ssn_targets
+from tal_jax.localizers.ssn import model as ssn
 # pylint: enable=g-import-not-at-top
 
 C, D, B, K, T, P = 20, 2048, 8, 8, 1000, 500
@@ -117,7 +118,7 @@ def make_inputs(rs):
   starts = rs.randint(0, 5800, P)
   props = np.stack([rs.randint(1, C + 1, P), starts,
                     starts + rs.randint(10, 600, P)], axis=1)
-  video = ssn_targets.SSNVideo('v', 6 * T + 1, np.zeros((1, 3), np.int64),
+  video = ssn_videos.SSNVideo('v', 6 * T + 1, np.zeros((1, 3), np.int64),
                                props, np.zeros(P), np.zeros(P), np.zeros(P))
   t = ssn_targets.test_inputs(video)
   d['feats'] = rs.rand(len(t['frame_ticks']), D).astype(np.float32)

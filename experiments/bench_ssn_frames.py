@@ -10,7 +10,7 @@ SGD (lr 1e-3, momentum 0.9, wd 1e-6) with the gradient norm clipped at 35.
 tal_jax side (each row in a fresh subprocess of this script, so the GPU's
 peak memory is the row's own): configs/ssn.py with data.mode='frames',
 feat_dim 2048, crop_size = image size, train.batch_size = videos per step,
-config.dtype per row; `train.Trainer(config, 1).train_step` on random
+config.dtype per row; `train.Trainer(localizers.get(config), config, 1).train_step` on random
 host arrays shaped as `ssn.epoch_arrays` returns them ('inputs' uint8
 [N, 8, 9, c, c, 3], per video proposal types [0, 1x6, 2]), put on the device
 with `trainer.put_arrays` and indexed by [B] sharded indices, as
@@ -115,12 +115,13 @@ def tal_jax_row(size: int, videos: int, dtype: str, reps: int,
   # pylint: disable=g-import-not-at-top,unused-import,protected-access
   import tal_jax  # noqa: F401
   import jax
-  from tal_jax import parallel
-  from tal_jax import ssn_frames
-  from tal_jax import train
+  from tal_jax.engine import parallel
+  from tal_jax.localizers.ssn import frames as ssn_frames
+  from tal_jax.engine import trainer as train
+  from tal_jax import localizers
   # pylint: enable=g-import-not-at-top,unused-import
   config = frames_config(size, videos, dtype)
-  trainer = train.Trainer(config, steps_per_epoch=1)
+  trainer = train.Trainer(localizers.get(config), config, steps_per_epoch=1)
   state = trainer.init_state(jax.random.key(0), pretrained=False)
   device_arrays = trainer.put_arrays(make_arrays(videos, size))
   rows = np.arange(videos, dtype=np.int32)[parallel.host_slice(videos)]

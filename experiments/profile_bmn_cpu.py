@@ -30,12 +30,14 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from tal_jax import config_utils  # noqa: E402
-from tal_jax import losses  # noqa: E402
-from tal_jax import parallel  # noqa: E402
-from tal_jax import tasks  # noqa: E402
-from tal_jax import train  # noqa: E402
-from tal_jax.models import bmn  # noqa: E402
-from tal_jax.models import layers  # noqa: E402
+from tal_jax.localizers.bmn import loss as losses  # noqa: E402
+from tal_jax.engine import parallel  # noqa: E402
+from tal_jax.engine import trainer as train  # noqa: E402
+from tal_jax.localizers.bmn import model as bmn  # noqa: E402
+from tal_jax.nn import layers  # noqa: E402
+from tal_jax.localizers.bmn import boundary_matching
+from tal_jax.ops import losses as ops_losses
+from tal_jax import localizers
 
 T, D = 100, 400
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -81,7 +83,7 @@ class LegacyBMN(bmn.BMN):
     return nn.sigmoid(x)
 
 
-class _LegacyBM(layers.BoundaryMatching):
+class _LegacyBM(boundary_matching.BoundaryMatching):
 
   @nn.compact
   def __call__(self, x):
@@ -90,7 +92,7 @@ class _LegacyBM(layers.BoundaryMatching):
                         (n, 1, 1, c, self.features))
     bias = self.param('bias', layers.torch_bias_init(c * n), (self.features,))
     w = kernel.reshape(n, c, self.features)
-    a, index = layers._valid_cell_matrix(  # pylint: disable=protected-access
+    a, index = boundary_matching._valid_cell_matrix(  # pylint: disable=protected-access
         x.shape[-2], n, self.num_samples_per_bin, float(self.boundary_ratio))
     b, t, _ = x.shape
     y = jnp.einsum('btc,nco->btno', x, w).reshape(b, -1, self.features)
@@ -113,7 +115,7 @@ class _BMFront(nn.Module):
                             name='x_3d_p_0')(xp))
       return nn.relu(layers.torch_conv(m.hidden_dim_2d, (1, 1),
                                        m.hidden_dim_3d, name='x_2d_p_0')(x))
-    bm = layers.BoundaryMatching(
+    bm = boundary_matching.BoundaryMatching(
         m.hidden_dim_3d, m.num_samples, m.num_samples_per_bin,
         m.boundary_ratio, m.bm_layer, name='x_3d_p_0')
     conv0 = layers.torch_conv(m.hidden_dim_2d, (1, 1), m.hidden_dim_3d,
@@ -137,7 +139,7 @@ def bm_contract(params, xp):
 
 def bm_product(y):
   """Only the [V, T*N] @ [T*N, B*O] sampling product (no gradient to A)."""
-  a, _ = layers._valid_cell_matrix(T, 32, 3, 0.5)  # pylint: disable=protected-access
+  a, _ = boundary_matching._valid_cell_matrix(T, 32, 3, 0.5)  # pylint: disable=protected-access
   b, t, n, o = y.shape
   y2 = jnp.transpose(y, (1, 2, 0, 3)).reshape(t * n, b * o)
   return jnp.dot(jnp.asarray(a), y2)
@@ -156,12 +158,12 @@ def conv3x3(params, x):
 
 def loss_block(outputs, targets):
   cmap, start, end = outputs
-  mask = jnp.asarray(layers.bm_valid_mask(T))
+  mask = jnp.asarray(boundary_matching.bm_valid_mask(T))
 
   def one(c, s, e, iou, st, en, key):
     return losses.bmn_loss(c, s, e, iou, st, en, mask, key)
 
-  return losses.grouped_loss(one, (cmap, start, end) + targets,
+  return ops_losses.grouped_loss(one, (cmap, start, end) + targets,
                              jax.random.key(3), 8)[0]
 
 
@@ -246,7 +248,7 @@ def build_cases(models, params, batch):
 def step_fn(module, batch):
   """train.train_step for `module` (Adam, full config), jitted, with its state."""
   config = bench_config(batch)
-  model_def = tasks.get(config)
+  model_def = localizers.get(config)
   lr_fn = train.create_learning_rate_fn(config, 10)
   tx = train.create_optimizer(config, lr_fn)
   params = module.init(jax.random.key(0), jnp.zeros((1, T, D)))['params']
@@ -278,7 +280,7 @@ def train_step_cases(models, batch):
     step, state = step_fn(module, batch)
     args = (state, jax.tree.map(jnp.asarray, batch_arrays), jax.random.key(1))
     cases[(label, 'train_step (fwd+loss+bwd+Adam)')] = (step, args)
-  trainer = train.Trainer(bench_config(batch), 10)
+  trainer = train.Trainer(localizers.get(bench_config(batch)), bench_config(batch), 10)
   state = trainer.init_state(jax.random.key(0))
   arrays = trainer.put_arrays(batch_arrays)
   idx = parallel.shard_batch({'i': np.arange(batch, dtype=np.int32)},

@@ -16,8 +16,10 @@ import jax
 from ml_collections import config_flags  # noqa: F401
 
 from tal_jax import config_utils
-from tal_jax import train
+from tal_jax.engine import trainer as train
 from tal_jax.data import pipeline
+from tal_jax.engine import predict as infer
+from tal_jax import localizers
 
 
 def main():
@@ -34,11 +36,11 @@ def main():
       node = node[p]
     node[leaf] = type(node[leaf])(value)
   val = pipeline.load_split(config, 'val')
-  trainer = train.Trainer(config, 1)
+  trainer = train.Trainer(localizers.get(config), config, 1)
   for seed in range(args.seeds):
     params = trainer.init_state(jax.random.key(seed)).params
-    metrics = train.evaluate_proposals(
-        val, train.predict_split(trainer, params, val, config.test.batch_size))
+    metrics = infer.evaluate_proposals(
+        val, infer.predict_split(trainer.predictor, params, val, config.test.batch_size))
     print(f'seed {seed}: ' + ' '.join(f'{k} {v:.4f}' for k, v in metrics.items()))
   sys.stdout.flush()
 

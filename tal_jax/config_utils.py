@@ -13,7 +13,7 @@ from tal_jax import errors
 def base_config(model_name: str) -> ml_collections.ConfigDict:
   """The top-level fields every trained model's config shares."""
   config = ml_collections.ConfigDict()
-  # Which entry of tal_jax.tasks.MODELS this config trains.
+  # Which entry of tal_jax.localizers.MODELS this config trains.
   config.model_name = model_name
   # Root of all randomness: init, the loss's sampling, shuffling.
   config.seed = 0

@@ -16,7 +16,7 @@ from ml_collections import config_flags
 import tal_jax  # noqa: F401  (sets XLA flags before JAX starts)
 from tal_jax import config_utils
 from tal_jax import errors
-from tal_jax import runlog
+from tal_jax.engine import runlog
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. '
@@ -41,19 +41,21 @@ def run(argv) -> None:
   runlog.quiet_libraries()
   if len(argv) > 1:
     raise errors.TalError(f'unexpected arguments: {" ".join(argv[1:])}')
-  from tal_jax import infer  # pylint: disable=g-import-not-at-top
-  from tal_jax import parallel  # pylint: disable=g-import-not-at-top
-  from tal_jax import train  # pylint: disable=g-import-not-at-top
+  from tal_jax import localizers  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import loop  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import parallel  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import predict  # pylint: disable=g-import-not-at-top
   parallel.maybe_initialize_distributed()
   config = FLAGS.config
+  model_def = localizers.get(config)
   enable_compilation_cache(config.data.cache_dir)
   workdir = os.path.abspath(os.path.expanduser(FLAGS.workdir))
   config_utils.check_workdir(workdir)
   if FLAGS.mode == 'train':
     config_utils.save_config(config, workdir)
-    train.train_and_evaluate(config, workdir, FLAGS.quiet)
+    loop.train_and_evaluate(model_def, config, workdir, FLAGS.quiet)
   else:
-    infer.run_test(config, workdir, FLAGS.quiet)
+    predict.run_test(model_def, config, workdir, FLAGS.quiet)
 
 
 def main() -> None:

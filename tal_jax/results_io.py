@@ -17,7 +17,7 @@ Every malformed input raises TalError naming the file and the video or key.
 import csv
 import dataclasses
 import json
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -310,3 +310,36 @@ def read_proposal_list(path):
 def write_proposal_list(path, blocks):
   """Writes `format_proposal_list_video` blocks to `path` atomically."""
   errors.write_text(path, ''.join(blocks))
+
+
+def proposals_to_results(video_names: Sequence[str], proposals, valid) -> dict:
+  """ActivityNet results as MMAction2 dumps them (`ANetMetric.proposals2json`).
+
+  Args:
+    video_names: B names as in the annotations ('v_<id>').
+    proposals: [B, K, 3] seconds (start_s, end_s, score), e.g. `to_seconds`.
+    valid: [B, K] bool.
+
+  Returns:
+    {name[2:]: [{'score': s, 'segment': [start_s, end_s]}, ...]}; like
+    MMAction2 the first two characters are dropped whatever they are, and
+    values are not rounded.
+  """
+  proposals = np.asarray(proposals, np.float64)
+  valid = np.asarray(valid, bool)
+  results = {}
+  for name, rows, keep in zip(video_names, proposals, valid):
+    results[name[2:]] = [{'score': float(r[2]), 'segment': [float(r[0]),
+                                                            float(r[1])]}
+                         for r in rows[keep]]
+  return results
+
+
+def proposal_results(proposals: dict[str, np.ndarray]) -> dict:
+  """ActivityNet results file as MMAction2 dumps it, from {name: [K, 3]
+  seconds (start_s, end_s, score)}."""
+  results = {}
+  for name, rows in proposals.items():
+    results.update(proposals_to_results(
+        [name], rows[None], np.ones((1, len(rows)), bool)))
+  return {'version': 'VERSION 1.3', 'results': results, 'external_data': {}}

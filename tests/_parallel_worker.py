@@ -19,8 +19,9 @@ import jax
 
 from tal_jax import config_utils
 from tal_jax import errors
-from tal_jax import parallel
-from tal_jax import train
+from tal_jax.engine import parallel
+from tal_jax.engine import loop
+from tal_jax import localizers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,7 +53,7 @@ def main(job_file):
   for run in job['runs']:
     config = tiny_config(job['cache_dir'], run['num_epochs'])
     report['metrics'].append(
-        train.train_and_evaluate(config, run['workdir'], quiet=True))
+        loop.train_and_evaluate(localizers.get(config), config, run['workdir'], quiet=True))
   with open(job['out'], 'w') as f:
     json.dump(report, f)
 

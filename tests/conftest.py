@@ -8,6 +8,7 @@ import shutil
 import tempfile
 
 import tal_jax  # noqa: F401
+from tal_jax import localizers
 import jax
 import numpy as np
 import pytest
@@ -60,11 +61,11 @@ def real_data(tmp_path_factory):
 def restore_checkpoint(workdir, config, step=None):
   """{'params', 'opt_state', 'meta'} of a workdir's checkpoint (latest when
   `step` is None), restored onto this process's devices."""
-  from tal_jax import checkpointing  # pylint: disable=g-import-not-at-top
-  from tal_jax import train  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import checkpointing  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import trainer as train  # pylint: disable=g-import-not-at-top
   mngr = checkpointing.manager(workdir, read_only=True)
   step = mngr.latest_step() if step is None else step
-  trainer = train.Trainer(config, 1)
+  trainer = train.Trainer(localizers.get(config), config, 1)
   like = trainer.init_state(jax.random.key(0))
   out = checkpointing.restore(mngr, step, like.params, like.opt_state,
                               trainer.replicated, config)

@@ -16,7 +16,7 @@ import pytest
 
 import tal_jax  # noqa: F401
 
-from tal_jax import checkpointing
+from tal_jax.engine import checkpointing
 from tal_jax import errors
 from tal_jax import results_io
 from tal_jax.tools import evaluate

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from tal_jax import config_utils
-from tal_jax.convert import mmaction2
-from tal_jax.models import bmn
-from tal_jax.models import layers
+from tal_jax.localizers.bmn import model as bmn
+from tal_jax.localizers.bmn import boundary_matching
+from tal_jax.localizers.bmn import convert as bmn_convert
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden', 'bmn_tiny.npz')
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,7 +24,7 @@ def golden():
   ref = dict(np.load(GOLDEN, allow_pickle=False))
   cfg = json.loads(str(ref['config_json']))
   sd = {k[3:]: v for k, v in ref.items() if k.startswith('sd/')}
-  return ref, cfg, mmaction2.bmn_params_from_state_dict(sd, cfg)
+  return ref, cfg, bmn_convert.bmn_params_from_state_dict(sd, cfg)
 
 
 @pytest.mark.parametrize('bm_layer', ['dense', 'reassociated'])
@@ -41,7 +41,7 @@ def test_forward_matches_mmaction2(golden, bm_layer):
 def test_sample_mask_matches_mmaction2_exactly(golden):
   ref, cfg, _ = golden
   t = cfg['temporal_dim']
-  mask = layers.bm_sample_mask(t, cfg['num_samples'],
+  mask = boundary_matching.bm_sample_mask(t, cfg['num_samples'],
                                cfg['num_samples_per_bin'],
                                cfg['boundary_ratio'])
   np.testing.assert_array_equal(mask.reshape(t, -1), ref['sample_mask'])
@@ -53,7 +53,7 @@ def test_sample_mask_by_hand_shows_truncation_asymmetry():
   # T=2, N=1, 2 points per bin, ratio 0.5. Cell (d=0, s=0) samples -0.5 and
   # 0.5: -0.5 truncates toward zero and puts 1.5 - 0.5 = 1.0 on index 0.
   # Cell (d=0, s=1) samples 0.5 and 1.5: 1.5 keeps only 0.5 on index 1.
-  mask = layers.bm_sample_mask(2, 1, 2, 0.5)
+  mask = boundary_matching.bm_sample_mask(2, 1, 2, 0.5)
   np.testing.assert_allclose(mask[:, 0, 0, 0], [0.75, 0.25])
   np.testing.assert_allclose(mask[:, 0, 0, 1], [0.25, 0.5])
   np.testing.assert_array_equal(mask[:, 0, 1, :], 0)  # d=1: all points outside
@@ -61,7 +61,7 @@ def test_sample_mask_by_hand_shows_truncation_asymmetry():
 
 def test_bm_valid_mask():
   np.testing.assert_array_equal(
-      layers.bm_valid_mask(3), [[1, 1, 1], [1, 1, 0], [1, 0, 0]])
+      boundary_matching.bm_valid_mask(3), [[1, 1, 1], [1, 1, 0], [1, 0, 0]])
 
 
 def test_reassociated_equals_dense_other_sizes():

@@ -6,9 +6,9 @@ import tal_jax  # noqa: F401
 import numpy as np
 import pytest
 
-from tal_jax import bsn_io
-from tal_jax import bsn_targets
-from tal_jax import pgm
+from tal_jax.localizers.bsn import files as bsn_io
+from tal_jax.localizers.bsn import targets as bsn_targets
+from tal_jax.localizers.bsn import pgm
 from tal_jax.errors import TalError
 
 

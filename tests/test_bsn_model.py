@@ -12,10 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tal_jax import bsn_losses
-from tal_jax import bsn_targets
-from tal_jax import targets
-from tal_jax.models import bsn
+from tal_jax.localizers.bsn import losses as bsn_losses
+from tal_jax.localizers.bsn import targets as bsn_targets
+from tal_jax.localizers.bsn import model as bsn
+from tal_jax.ops import segments
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden')
 
@@ -76,7 +76,7 @@ def test_tem_forward(tem_ref):
 
 def test_tem_labels_bit_identical(tem_ref):
   records = json.loads(str(tem_ref['records_json']))
-  gts = [targets.normalize_gt(r) for r in records]
+  gts = [segments.normalize_gt(r) for r in records]
   np.testing.assert_array_equal(
       np.concatenate(gts), tem_ref['gt'][tem_ref['gt_mask']])
   labels = bsn_targets.tem_targets_batch(tem_ref['gt'], tem_ref['gt_mask'], 16,

@@ -9,14 +9,16 @@ import pytest
 
 import tal_jax  # noqa: F401
 
-from tal_jax import bsn
-from tal_jax import bsn_io
+from tal_jax.localizers.bsn import definition as bsn
+from tal_jax.localizers.bsn import files as bsn_io
 from tal_jax import config_utils
 from tal_jax import errors
-from tal_jax import pgm
+from tal_jax.localizers.bsn import pgm
 from tal_jax.data import activitynet
 from tal_jax.data import pipeline
 from tal_jax.tools import bsn_pipeline
+from tal_jax.engine import loop
+from tal_jax import localizers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -91,11 +93,10 @@ def test_mmaction2_files_round_trip(chain, tmp_path):
 
 
 def test_pem_without_pgm_dir_is_a_clear_error(tmp_path):
-  from tal_jax import train  # pylint: disable=g-import-not-at-top
   config = config_utils.load_config(os.path.join(ROOT, 'configs/bsn_pem.py:tiny'))
   config.data.cache_dir = str(tmp_path)
   with pytest.raises(errors.TalError, match='pgm_dir'):
-    train.train_and_evaluate(config, str(tmp_path / 'w'), quiet=True)
+    loop.train_and_evaluate(localizers.get(config), config, str(tmp_path / 'w'), quiet=True)
 
 
 def test_pgm_without_tem_results_is_a_clear_error(tmp_path):

@@ -11,12 +11,13 @@ import pytest
 import tal_jax  # noqa: F401
 import jax
 
-from tal_jax import checkpointing
+from tal_jax.engine import checkpointing
 from tal_jax import config_utils
 from tal_jax import errors
-from tal_jax import train
-from tal_jax.convert import export
+from tal_jax.engine import trainer as train
+from tal_jax.engine import serving as export
 from tal_jax.tools import export as export_tool
+from tal_jax import localizers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,7 +30,7 @@ def tiny_config(cache_dir):
 
 def make_workdir(path, config, seed=0):
   """A workdir with an imported-style checkpoint of init params + config.json."""
-  trainer = train.Trainer(config, 1)
+  trainer = train.Trainer(localizers.get(config), config, 1)
   params = trainer.init_state(jax.random.key(seed)).params
   checkpointing.save_params(str(path), params, config)
   config_utils.save_config(config, str(path))
@@ -140,8 +141,9 @@ def test_failed_write_leaves_no_folder(exported, monkeypatch):
 
 
 def test_model_without_serving_entry_is_refused():
+  config = config_utils.load_config('configs/ssn.py:tiny')
   with pytest.raises(errors.TalError, match="model 'ssn' cannot be exported"):
-    export.serving('ssn')
+    export_tool.serving_of(config, localizers.get(config))
 
 
 def test_workdir_without_config_needs_config_flag(tmp_path):

@@ -8,16 +8,17 @@ import pytest
 import tal_jax  # noqa: F401
 import jax
 
-from tal_jax import checkpointing
+from tal_jax.engine import checkpointing
 from tal_jax import config_utils
 from tal_jax import errors
-from tal_jax import train
-from tal_jax.convert import mmaction2
-from tal_jax.convert import torchvision as tv
+from tal_jax.engine import trainer as train
+from tal_jax.nn import resnet_import as tv
 from tal_jax.data import rawframes
 from tal_jax.data import synthetic_frames
-from tal_jax.models import resnet
+from tal_jax.nn import resnet
 from tal_jax.tools import extract_frame_features as tool
+from tal_jax.convert import pth
+from tal_jax import localizers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PTH = os.path.join(ROOT, 'tests', 'golden', 'resnet_tiny.pth')
@@ -47,7 +48,7 @@ def test_pth_backbone_features(frame_dir, tmp_path):
                        '--batch-size', '8'])
   assert sorted(os.path.basename(p) for p in written) == [
       'video_a.npy', 'video_b.npy']
-  assert tool.resnet_shape(mmaction2.load_pth(PTH)) == ((2, 1, 1, 1), 8)
+  assert tool.resnet_shape(pth.load_pth(PTH)) == ((2, 1, 1, 1), 8)
   model = resnet.ResNet(stage_blocks=(2, 1, 1, 1), width=8)
   variables = tv.load_resnet_checkpoint(PTH, stage_blocks=(2, 1, 1, 1),
                                         width=8)
@@ -66,7 +67,7 @@ def test_pth_backbone_features(frame_dir, tmp_path):
 def _frames_workdir(tmp_path):
   config = config_utils.load_config(
       os.path.join(ROOT, 'configs/ssn.py:frames_tiny'))
-  trainer = train.Trainer(config, steps_per_epoch=1)
+  trainer = train.Trainer(localizers.get(config), config, steps_per_epoch=1)
   state = trainer.init_state(jax.random.key(3), pretrained=False)
   workdir = str(tmp_path / 'work')
   checkpointing.save_params(workdir, state.params, config,

@@ -16,13 +16,13 @@ import pytest
 import tal_jax  # noqa: F401
 import orbax.checkpoint as ocp
 
-from tal_jax import checkpointing
+from tal_jax.engine import checkpointing
 from tal_jax import config_utils
 from tal_jax import errors
 from tal_jax import results_io
-from tal_jax import runlog
-from tal_jax import tasks
-from tal_jax import train
+from tal_jax.engine import runlog
+from tal_jax.engine import loop
+from tal_jax import localizers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 3  # tiny preset: 16 videos, batch 4 -> 4 steps per epoch
@@ -128,8 +128,7 @@ def _poisoned_model_def(model_def):
   return dataclasses.replace(model_def, **{field: poisoned})
 
 
-def test_nan_loss_stops_and_keeps_last_checkpoint(baseline, tmp_path,
-                                                 monkeypatch):
+def test_nan_loss_stops_and_keeps_last_checkpoint(baseline, tmp_path):
   base, cache, _ = baseline
   workdir = str(tmp_path / 'nan')
   shutil.copytree(base / 'base', workdir)
@@ -137,13 +136,12 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(baseline, tmp_path,
   config.data.cache_dir = str(cache)
   config.train.num_epochs = EPOCHS + 1
   config.train.log_every_steps = 1
-  good = tasks.get(config)
-  monkeypatch.setattr(tasks, 'get', lambda c: _poisoned_model_def(good))
+  poisoned = _poisoned_model_def(localizers.get(config))
   last = 4 * EPOCHS
   with pytest.raises(errors.TalError,
                      match=rf'^loss is nan at step {last + 1}: training '
                      'stopped; the last checkpoint in the workdir is intact$'):
-    train.train_and_evaluate(config, workdir, quiet=True)
+    loop.train_and_evaluate(poisoned, config, workdir, quiet=True)
   ckpt_dir = os.path.join(workdir, 'checkpoints')
   assert max(int(s) for s in os.listdir(ckpt_dir) if s.isdigit()) == last
   assert not [s for s in os.listdir(ckpt_dir) if not s.isdigit()]
@@ -163,8 +161,8 @@ def test_check_finite_names_the_step(metrics):
   NaN; both stop training."""
   key = 'loss' if not np.isfinite(metrics['loss']) else 'grad_norm'
   with pytest.raises(errors.TalError, match=f'^{key} is (nan|inf) at step 7'):
-    train._check_finite(metrics, 7)  # pylint: disable=protected-access
-  train._check_finite({'loss': 1.0, 'grad_norm': 2.0}, 7)  # pylint: disable=protected-access
+    loop._check_finite(metrics, 7)  # pylint: disable=protected-access
+  loop._check_finite({'loss': 1.0, 'grad_norm': 2.0}, 7)  # pylint: disable=protected-access
 
 
 def _broken_dump(obj, f, **kw):

@@ -10,10 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tal_jax.convert import mmaction2
 from tal_jax.errors import TalError
-from tal_jax.models import bmn
+from tal_jax.localizers.bmn import model as bmn
 from tal_jax.tools import import_mmaction2
+from tal_jax.localizers.bmn import convert as bmn_convert
+from tal_jax.convert import pth
 
 GOLDEN_DIR = os.path.join(os.path.dirname(__file__), 'golden')
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,7 +30,7 @@ def ref():
 @pytest.mark.parametrize('name', ['bmn_tiny.pth', 'bmn_tiny_legacy.pth'])
 def test_load_pth_reads_torch_save(ref, name):
   ref, _ = ref
-  sd = mmaction2.load_pth(os.path.join(GOLDEN_DIR, name))
+  sd = pth.load_pth(os.path.join(GOLDEN_DIR, name))
   weights = {k[3:]: v for k, v in ref.items() if k.startswith('sd/')}
   assert set(sd) == set(weights) | {'sample_mask', 'bm_mask'}  # no 'module.'
   for k, v in weights.items():
@@ -40,8 +41,9 @@ def test_load_pth_reads_torch_save(ref, name):
 
 def test_imported_checkpoint_reproduces_golden_forward(ref):
   ref, cfg = ref
-  params = mmaction2.load_bmn_checkpoint(
-      os.path.join(GOLDEN_DIR, 'bmn_tiny.pth'), cfg)
+  path = os.path.join(GOLDEN_DIR, 'bmn_tiny.pth')
+  params = bmn_convert.bmn_params_from_state_dict(pth.load_pth(path), cfg,
+                                                  source=path)
   cmap, start, end = bmn.BMN(**cfg).apply({'params': params},
                                           jnp.asarray(ref['features']))
   np.testing.assert_allclose(np.asarray(cmap), ref['confidence_map'], atol=1e-5)
@@ -54,26 +56,26 @@ def test_mapping_errors_name_the_key(ref):
   sd = {k[3:]: v for k, v in ref.items() if k.startswith('sd/')}
   missing = {k: v for k, v in sd.items() if k != 'x_1d_p.0.bias'}
   with pytest.raises(TalError, match=r"x\.pth: missing keys \['x_1d_p.0.bias'\]"):
-    mmaction2.bmn_params_from_state_dict(missing, cfg, source='x.pth')
+    bmn_convert.bmn_params_from_state_dict(missing, cfg, source='x.pth')
   with pytest.raises(TalError, match=r"unexpected keys \['extra.weight'\]"):
-    mmaction2.bmn_params_from_state_dict({**sd, 'extra.weight': sd['x_1d_p.0.bias']},
+    bmn_convert.bmn_params_from_state_dict({**sd, 'extra.weight': sd['x_1d_p.0.bias']},
                                          cfg)
   wide = dict(cfg, feat_dim=400)
   with pytest.raises(TalError, match=r'x_1d_b.0.weight has shape \(16, 6, 3\) '
                      r'but config expects \(16, 100, 3\)'):
-    mmaction2.bmn_params_from_state_dict(sd, wide)
+    bmn_convert.bmn_params_from_state_dict(sd, wide)
   with pytest.raises(TalError, match='sample_mask has shape'):
-    mmaction2.bmn_params_from_state_dict(
+    bmn_convert.bmn_params_from_state_dict(
         {**sd, 'sample_mask': np.zeros((8, 8))}, cfg)
 
 
 def test_load_pth_bad_files(tmp_path):
   with pytest.raises(TalError, match='no such file'):
-    mmaction2.load_pth(str(tmp_path / 'nope.pth'))
+    pth.load_pth(str(tmp_path / 'nope.pth'))
   junk = tmp_path / 'junk.pth'
   junk.write_bytes(b'not a checkpoint at all')
   with pytest.raises(TalError, match='junk.pth'):
-    mmaction2.load_pth(str(junk))
+    pth.load_pth(str(junk))
 
 
 def test_unpickler_never_imports_other_globals(tmp_path):
@@ -85,7 +87,7 @@ def test_unpickler_never_imports_other_globals(tmp_path):
   with zipfile.ZipFile(path, 'w') as z:
     z.writestr('evil/data.pkl', payload)
   with pytest.raises(TalError, match='no state dict of tensors'):
-    mmaction2.load_pth(str(path))
+    pth.load_pth(str(path))
   assert not marker.exists()
 
 

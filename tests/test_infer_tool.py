@@ -9,11 +9,12 @@ import pytest
 import tal_jax  # noqa: F401
 
 from tal_jax import errors
-from tal_jax import infer
-from tal_jax import postprocess
+from tal_jax.engine import predict as infer
 from tal_jax.data import pipeline
 from tal_jax.data import resample
 from tal_jax.tools import infer as infer_tool
+from tal_jax.ops import segments
+from tal_jax import localizers
 
 from test_export import make_workdir, tiny_config
 
@@ -30,7 +31,7 @@ def test_folder_with_ann_file_equals_test_mode(run, capsys):
   """The tool on a split's feature folder gives test mode's results.json."""
   config, workdir, base = run
   videos = pipeline.load_split(config, 'test')
-  infer.run_test(config, workdir, quiet=True)
+  infer.run_test(localizers.get(config), config, workdir, quiet=True)
   with open(os.path.join(workdir, 'results.json')) as f:
     want = json.load(f)
   paths = pipeline.annotation_paths(config, config.model.temporal_dim)
@@ -122,7 +123,7 @@ def test_plot_of_a_folder_needs_video(run):
 
 def test_to_seconds_factor_matches_postprocess():
   rec = {'duration_frame': 1000, 'duration_second': 40.0}
-  want = postprocess.to_seconds(np.array([[[0.0, 1.0, 1.0]]]), [1000],
+  want = segments.to_seconds(np.array([[[0.0, 1.0, 1.0]]]), [1000],
                                 [40.0])[0, 0, 1]
   assert infer_tool.proposals_factor(rec) == pytest.approx(want)
   assert want == pytest.approx(992 / 1000 * 40)

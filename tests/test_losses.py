@@ -10,10 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tal_jax import losses
-from tal_jax.convert import mmaction2
-from tal_jax.models import bmn
-from tal_jax.models import layers
+from tal_jax.localizers.bmn import loss as losses
+from tal_jax.localizers.bmn import model as bmn
+from tal_jax.localizers.bmn import boundary_matching
+from tal_jax.ops import losses as ops_losses
+from tal_jax.localizers.bmn import convert as bmn_convert
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden', 'bmn_tiny.npz')
 PARTS = ('loss', 'tem_loss', 'pem_reg_loss', 'pem_cls_loss')
@@ -32,7 +33,7 @@ def _labels(ref):
 def test_loss_matches_mmaction2(ref):
   total, parts = losses.bmn_loss_from_uniforms(
       jnp.asarray(ref['confidence_map']), jnp.asarray(ref['start']),
-      jnp.asarray(ref['end']), *_labels(ref), layers.bm_valid_mask(16),
+      jnp.asarray(ref['end']), *_labels(ref), boundary_matching.bm_valid_mask(16),
       ref['u_medium'], ref['u_low'])
   assert float(total) == float(parts['loss'])
   for k in PARTS:
@@ -43,15 +44,15 @@ def test_loss_matches_mmaction2(ref):
 def test_grads_match_mmaction2(ref, bm_layer):
   cfg = json.loads(str(ref['config_json']))
   sd = {k[3:]: v for k, v in ref.items() if k.startswith('sd/')}
-  params = mmaction2.bmn_params_from_state_dict(sd, cfg)
-  grads_ref = mmaction2.bmn_params_from_state_dict(
+  params = bmn_convert.bmn_params_from_state_dict(sd, cfg)
+  grads_ref = bmn_convert.bmn_params_from_state_dict(
       {k[5:]: v for k, v in ref.items() if k.startswith('grad/')}, cfg)
   model = bmn.BMN(bm_layer=bm_layer, **cfg)
 
   def loss_fn(p):
     out = model.apply({'params': p}, jnp.asarray(ref['features']))
     return losses.bmn_loss_from_uniforms(*out, *_labels(ref),
-                                         layers.bm_valid_mask(16),
+                                         boundary_matching.bm_valid_mask(16),
                                          ref['u_medium'], ref['u_low'])
 
   (total, _), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
@@ -67,7 +68,7 @@ def test_grads_match_mmaction2(ref, bm_layer):
 
 def test_binary_logistic_by_hand():
   # 1 positive of 4: ratio 4, coef_1 = 2, coef_0 = 2/3; all scores 0.5.
-  loss = losses.binary_logistic_regression_loss(
+  loss = ops_losses.binary_logistic_regression_loss(
       jnp.full((4,), 0.5), jnp.array([1., 0., 0., 0.]))
   assert float(loss) == pytest.approx(-math.log(0.5 + 1e-5), rel=1e-6)
 
@@ -78,7 +79,7 @@ def test_pem_reg_samples_every_cell_when_no_medium_or_low():
   gt = jnp.array([[[0.8, 0.], [0., 0.]]])
   pred = jnp.full((1, 2, 2), 0.5)
   u = jnp.full((1, 2, 2), 0.25)
-  loss = losses.pem_reg_loss(pred, gt, layers.bm_valid_mask(2), u, u)
+  loss = losses.pem_reg_loss(pred, gt, boundary_matching.bm_valid_mask(2), u, u)
   expected = 0.5 * ((1.5 - 2.4) ** 2 + 3 * 1.0) / 9
   assert float(loss) == pytest.approx(expected, rel=1e-6)
 
@@ -87,7 +88,7 @@ def test_pem_cls_by_hand():
   # One positive (> 0.9), 2 valid negatives; ratio 3, coef_1 1.5, coef_0 0.75.
   gt = jnp.array([[[0.95, 0.2], [0.0, 0.0]]])
   pred = jnp.full((1, 2, 2), 0.5)
-  loss = losses.pem_cls_loss(pred, gt, layers.bm_valid_mask(2))
+  loss = losses.pem_cls_loss(pred, gt, boundary_matching.bm_valid_mask(2))
   log_half = math.log(0.5 + 1e-5)
   expected = -(1.5 * log_half + 2 * 0.75 * log_half) / 3
   assert float(loss) == pytest.approx(expected, rel=1e-6)
@@ -95,7 +96,7 @@ def test_pem_cls_by_hand():
 
 def test_bmn_loss_with_key_is_deterministic_and_finite(ref):
   args = (jnp.asarray(ref['confidence_map']), jnp.asarray(ref['start']),
-          jnp.asarray(ref['end']), *_labels(ref), layers.bm_valid_mask(16))
+          jnp.asarray(ref['end']), *_labels(ref), boundary_matching.bm_valid_mask(16))
   a, pa = jax.jit(losses.bmn_loss)(*args, jax.random.key(3))
   b, _ = losses.bmn_loss(*args, jax.random.key(3))
   assert float(a) == pytest.approx(float(b), rel=1e-6)

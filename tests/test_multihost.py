@@ -21,7 +21,8 @@ import tal_jax  # noqa: F401
 import jax
 
 from tal_jax import config_utils
-from tal_jax import train
+from tal_jax.engine import loop
+from tal_jax import localizers
 from conftest import restore_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -95,7 +96,7 @@ def two_and_one(tmp_path_factory):
   config.train.num_epochs = 1
   config.data.cache_dir = CACHE_DIR
   single = os.path.join(folder, 'single')
-  train.train_and_evaluate(config, single, quiet=True)
+  loop.train_and_evaluate(localizers.get(config), config, single, quiet=True)
   results = run_two_processes(folder)
   for r in results:
     assert r.returncode == 0, r.stderr[-3000:]

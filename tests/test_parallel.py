@@ -21,8 +21,9 @@ import jax
 
 from tal_jax import config_utils
 from tal_jax import errors
-from tal_jax import parallel
-from tal_jax import train
+from tal_jax.engine import parallel
+from tal_jax.engine import loop
+from tal_jax import localizers
 from conftest import metrics_rows
 from conftest import restore_checkpoint
 
@@ -67,7 +68,7 @@ def runs(tmp_path_factory):
   base = tmp_path_factory.mktemp('parallel')
   cache = str(base / 'cache')
   d = {k: str(base / k) for k in ('one_1', 'one_2', 'four_1', 'one_to_four')}
-  train.train_and_evaluate(tiny_config(cache, 1), d['one_1'], quiet=True)
+  loop.train_and_evaluate(localizers.get(tiny_config(cache, 1)), tiny_config(cache, 1), d['one_1'], quiet=True)
   shutil.copytree(d['one_1'], d['one_to_four'])
   job = {'cache_dir': cache, 'out': str(base / 'report.json'),
          'xla_cache': XLA_CACHE,
@@ -90,8 +91,8 @@ def runs(tmp_path_factory):
   # Resume the 4-device run on this process's single device.
   d['four_to_one'] = str(base / 'four_to_one')
   shutil.copytree(d['four_1'], d['four_to_one'])
-  train.train_and_evaluate(tiny_config(cache, 2), d['four_to_one'], quiet=True)
-  train.train_and_evaluate(tiny_config(cache, 2), d['one_2'], quiet=True)
+  loop.train_and_evaluate(localizers.get(tiny_config(cache, 2)), tiny_config(cache, 2), d['four_to_one'], quiet=True)
+  loop.train_and_evaluate(localizers.get(tiny_config(cache, 2)), tiny_config(cache, 2), d['one_2'], quiet=True)
   return d, report, tiny_config(cache, 2)
 
 

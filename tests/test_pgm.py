@@ -13,9 +13,9 @@ import tal_jax  # noqa: F401  (sets the XLA flag before JAX starts)
 import numpy as np
 import pytest
 
-from tal_jax import pgm
+from tal_jax.localizers.bsn import pgm
 from tal_jax.errors import TalError
-from tal_jax.models import bsn
+from tal_jax.localizers.bsn import model as bsn
 from conftest import numpy_sorts_like_reference
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden')

@@ -1,4 +1,4 @@
-"""Tests for tal_jax.postprocess against MMAction2 1.2.0 (golden fixture).
+"""Tests for tal_jax.localizers.bmn.postprocess against MMAction2 1.2.0 (golden fixture).
 
 Fixture: tests/golden/postprocess_bmn.npz, made by
 tests/golden/make_postprocess_golden.py with MMAction2's own BMN.predict,
@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 
 import tal_jax  # pylint: disable=unused-import  (sets the XLA guard flag)
-from tal_jax import postprocess
+from tal_jax.localizers.bmn import postprocess
+from tal_jax.ops import segments
+from tal_jax.ops import soft_nms
+from tal_jax import results_io
 from conftest import numpy_sorts_like_reference
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden',
@@ -92,9 +95,9 @@ def test_decode_by_hand():
 
 @pytest.fixture(scope='module')
 def bmn_seconds(golden, candidates):
-  proposals, valid = postprocess.post_processing(candidates.proposals,
+  proposals, valid = soft_nms.post_processing(candidates.proposals,
                                                  candidates.valid, *BMN_NMS)
-  seconds = postprocess.to_seconds(proposals, golden['duration_frame'],
+  seconds = segments.to_seconds(proposals, golden['duration_frame'],
                                    golden['duration_second'])
   return seconds, np.asarray(valid)
 
@@ -109,10 +112,10 @@ def test_post_processing_matches_mmaction2(golden, bmn_seconds, video):
 
 
 def test_batched_equals_per_video(candidates):
-  batched = postprocess.post_processing(candidates.proposals,
+  batched = soft_nms.post_processing(candidates.proposals,
                                         candidates.valid, *BMN_NMS)
   for video in range(7):
-    single = postprocess.post_processing(candidates.proposals[video:video + 1],
+    single = soft_nms.post_processing(candidates.proposals[video:video + 1],
                                          candidates.valid[video:video + 1],
                                          *BMN_NMS)
     np.testing.assert_array_equal(batched[1][video], single[1][0])
@@ -123,7 +126,7 @@ def test_bmn_post_processing_chunked(golden, candidates):
   """Chunks sorted by candidate count give the per-batch results."""
   counts = postprocess._candidate_counts(golden['start'], golden['end'])
   np.testing.assert_array_equal(counts, np.asarray(candidates.valid).sum(-1))
-  whole = postprocess.post_processing(candidates.proposals, candidates.valid,
+  whole = soft_nms.post_processing(candidates.proposals, candidates.valid,
                                       *BMN_NMS)
   chunked = postprocess.bmn_post_processing(
       golden['confidence_map'], golden['start'], golden['end'], *BMN_NMS,
@@ -133,9 +136,9 @@ def test_bmn_post_processing_chunked(golden, candidates):
 
 
 def test_bsn_parameters_match_mmaction2(golden, candidates):
-  proposals, valid = postprocess.post_processing(candidates.proposals,
+  proposals, valid = soft_nms.post_processing(candidates.proposals,
                                                  candidates.valid, *BSN_NMS)
-  seconds = postprocess.to_seconds(proposals, golden['duration_frame'],
+  seconds = segments.to_seconds(proposals, golden['duration_frame'],
                                    golden['duration_second'])
   refs = _split(golden['bsn_final'], golden['bsn_counts'])
   for video, ref in enumerate(refs):
@@ -148,7 +151,7 @@ def test_soft_nms_float32_matches_mmaction2(golden):
   if not numpy_sorts_like_reference():
     pytest.skip("this machine's numpy argsort orders the ties differently")
   proposals = golden['f32_proposals'][None]
-  picks, picked = postprocess.soft_nms(proposals, np.ones((1, 300), bool),
+  picks, picked = soft_nms.soft_nms(proposals, np.ones((1, 300), bool),
                                        *BSN_NMS)
   assert picks.dtype == np.float32 and picks.shape == (1, 101, 3)
   ref = golden['f32_picks']
@@ -159,9 +162,9 @@ def test_soft_nms_float32_matches_mmaction2(golden):
 
 def test_stable_tie_break_without_ties(golden, candidates):
   """On device ordering equals MMAction2's wherever numpy's sort is stable."""
-  proposals, valid = postprocess.post_processing(
+  proposals, valid = soft_nms.post_processing(
       candidates.proposals, candidates.valid, *BMN_NMS, tie_break='stable')
-  seconds = postprocess.to_seconds(proposals, golden['duration_frame'],
+  seconds = segments.to_seconds(proposals, golden['duration_frame'],
                                    golden['duration_second'])
   refs = _split(golden['final'], golden['final_counts'])
   for video in (0, 1, 2, 4, 5, 6):  # 3 has ties numpy orders unstably
@@ -172,7 +175,7 @@ def test_stable_tie_break_without_ties(golden, candidates):
 def test_soft_nms_by_hand():
   """Three proposals: the overlapping one decays, the disjoint one does not."""
   props = np.array([[[0.0, 0.5, 0.9], [0.0, 0.4, 0.8], [0.6, 0.9, 0.7]]])
-  picks, picked = postprocess.soft_nms(props, np.ones((1, 3), bool), 0.4,
+  picks, picked = soft_nms.soft_nms(props, np.ones((1, 3), bool), 0.4,
                                        0.5, 0.9, 100)
   # Pick [0, .5]: threshold 0.5 + 0.4 * 0.5 = 0.7; iou([0,.4]) = 0.8 > 0.7.
   decayed = 0.8 * np.exp(-0.8**2 / 0.4)
@@ -192,7 +195,7 @@ def test_threshold_not_fused_into_fma():
   iou = (79 / 100 - 25 / 100) / ((79 / 100 - 24 / 100) -
                                  (79 / 100 - 25 / 100) + 99 / 100 - 25 / 100)
   assert iou > 0.5 + 0.4 * (79 / 100 - 24 / 100)
-  picks, _ = postprocess.soft_nms(props, np.ones((1, 2), bool), *BMN_NMS)
+  picks, _ = soft_nms.soft_nms(props, np.ones((1, 2), bool), *BMN_NMS)
   assert np.asarray(picks)[0, 1, 2] == pytest.approx(
       0.5 * np.exp(-iou**2 / 0.4), rel=1e-12)
 
@@ -200,7 +203,7 @@ def test_threshold_not_fused_into_fma():
 def test_fewer_candidates_than_top_k():
   props = np.array([[[0.1, 0.2, 0.3], [0.5, 0.7, 0.6], [0.0, 0.0, 0.0]]])
   valid = np.array([[True, True, False]])
-  out, keep = postprocess.post_processing(props, valid, *BMN_NMS)
+  out, keep = soft_nms.post_processing(props, valid, *BMN_NMS)
   assert out.shape == (1, 3, 3)
   np.testing.assert_array_equal(keep, [[True, True, False]])
   np.testing.assert_array_equal(np.asarray(out)[0, :2],
@@ -209,7 +212,7 @@ def test_fewer_candidates_than_top_k():
 
 def test_to_seconds_factor():
   props = np.array([[[0.0, 0.5, 0.9], [-0.1, 1.2, 0.1]]])
-  got = postprocess.to_seconds(props, [1000], [40.0])
+  got = segments.to_seconds(props, [1000], [40.0])
   factor = 992 / 1000 * 40.0  # 1000 // 16 * 16 = 992 frames used
   np.testing.assert_array_equal(got[0], [[0, 0.5 * factor, 0.9],
                                          [0, factor, 0.1]])
@@ -217,7 +220,7 @@ def test_to_seconds_factor():
 
 def test_results_match_proposals2json(golden, bmn_seconds):
   seconds, valid = bmn_seconds
-  got = postprocess.proposals_to_results(list(golden['names']), seconds, valid)
+  got = results_io.proposals_to_results(list(golden['names']), seconds, valid)
   ref = json.loads(str(golden['results_json']))
   assert list(got) == list(ref) == [n[2:] for n in golden['names']]
   for video, (name, rows) in enumerate(ref.items()):
@@ -232,5 +235,5 @@ def test_results_match_proposals2json(golden, bmn_seconds):
 
 def test_bad_tie_break():
   with pytest.raises(ValueError, match='tie_break'):
-    postprocess.soft_nms(np.zeros((1, 2, 3)), np.ones((1, 2), bool), 0.4, 0.5,
+    soft_nms.soft_nms(np.zeros((1, 2, 3)), np.ones((1, 2), bool), 0.4, 0.5,
                          0.9, 100, tie_break='quick')

@@ -14,9 +14,9 @@ import numpy as np
 import optax
 import pytest
 
-from tal_jax.convert import torchvision as tv
+from tal_jax.nn import resnet_import as tv
 from tal_jax.errors import TalError
-from tal_jax.models import resnet
+from tal_jax.nn import resnet
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden')
 PTH = os.path.join(GOLDEN, 'resnet_tiny.pth')
@@ -102,7 +102,7 @@ def _mmaction_key(torch_key):
 
 
 def test_mmaction2_layout_under_backbone_prefix(tiny_vars):
-  from tal_jax.convert.mmaction2 import load_pth
+  from tal_jax.convert.pth import load_pth
   sd = load_pth(PTH)
   mm = {'backbone.' + _mmaction_key(k): v for k, v in sd.items()
         if not k.startswith('fc.')}
@@ -218,7 +218,7 @@ def test_partial_bn_labels_and_optimizer(tiny_vars):
 
 
 def test_import_errors(tmp_path):
-  from tal_jax.convert.mmaction2 import load_pth
+  from tal_jax.convert.pth import load_pth
   sd = load_pth(PTH)
   with pytest.raises(TalError, match=r'missing keys .*layer2\.0\.conv1'):
     tv.resnet_variables_from_state_dict(

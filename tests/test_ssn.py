@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from tal_jax import results_io
-from tal_jax import ssn_losses
-from tal_jax import ssn_postprocess
-from tal_jax import ssn_targets
+from tal_jax.localizers.ssn import losses as ssn_losses
+from tal_jax.localizers.ssn import postprocess as ssn_postprocess
+from tal_jax.data import ssn_videos
+from tal_jax.localizers.ssn import targets as ssn_targets
 from tal_jax.errors import TalError
-from tal_jax.models import ssn
+from tal_jax.localizers.ssn import model as ssn
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden')
 C = 4
@@ -40,7 +41,7 @@ def head():
 def videos(ds, tmp_path_factory):
   path = tmp_path_factory.mktemp('ssn') / 'ssn_proposal_list.txt'
   path.write_text(str(ds['proposal_list']))
-  return ssn_targets.load_videos(results_io.read_proposal_list(str(path)))
+  return ssn_videos.load_videos(results_io.read_proposal_list(str(path)))
 
 
 def _params(g):
@@ -118,7 +119,7 @@ def test_train_frame_jitter_stays_in_segment():
 
 
 def test_empty_pools_raise():
-  video = ssn_targets.SSNVideo('v', 100, np.array([[1, 10, 20]]),
+  video = ssn_videos.SSNVideo('v', 100, np.array([[1, 10, 20]]),
                                np.zeros((0, 3), np.int64), np.zeros(0),
                                np.zeros(0), np.zeros(0))
   with pytest.raises(TalError, match='video v: no incomplete'):

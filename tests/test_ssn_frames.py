@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 
 from tal_jax import config_utils
-from tal_jax import ssn
-from tal_jax import ssn_frames
-from tal_jax import train
+from tal_jax.localizers.ssn import definition as ssn
+from tal_jax.localizers.ssn import frames as ssn_frames
+from tal_jax.engine import trainer as train
 from tal_jax import errors
-from tal_jax.convert import mmaction2
-from tal_jax.convert import torchvision as tv
-from tal_jax.models import resnet
-from tal_jax.models import ssn as ssn_models
+from tal_jax.nn import resnet_import as tv
+from tal_jax.nn import resnet
+from tal_jax.localizers.ssn import model as ssn_models
+from tal_jax.localizers.ssn import convert as ssn_convert
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,8 +69,8 @@ def _config(golden):
 def model(golden, state):
   """The golden's MMAction2 state dict through tal_jax's SSN importer."""
   config = _config(golden)
-  module = ssn.build(config)
-  variables = mmaction2.ssn_variables_from_state_dict(state, config)
+  module = ssn_models.build(config)
+  variables = ssn_convert.ssn_variables_from_state_dict(state, config)
   return config, module, jax.tree.map(jnp.asarray, variables)
 
 
@@ -233,12 +233,12 @@ def test_import_checks_the_config(golden, state):
   config.model.num_classes = 20
   with pytest.raises(errors.TalError, match=r'x.pth: head/activity_fc/bias '
                      r'has shape \(5,\) but the config expects \(21,\)'):
-    mmaction2.ssn_variables_from_state_dict(state, config, source='x.pth')
+    ssn_convert.ssn_variables_from_state_dict(state, config, source='x.pth')
   head_only = {k: v for k, v in state.items() if k.startswith('cls_head.')}
   with pytest.raises(errors.TalError, match='missing keys'):
-    mmaction2.ssn_variables_from_state_dict(head_only, _config(golden))
+    ssn_convert.ssn_variables_from_state_dict(head_only, _config(golden))
   # Feature mode takes the head alone.
   config = _config(golden)
   config.data.mode = 'features'
-  got = mmaction2.ssn_variables_from_state_dict(head_only, config)
+  got = ssn_convert.ssn_variables_from_state_dict(head_only, config)
   assert set(got) == {'params'} and set(got['params']) == {'head'}

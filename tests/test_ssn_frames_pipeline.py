@@ -11,16 +11,19 @@ import pytest
 import tal_jax  # noqa: F401
 import jax
 
-from tal_jax import checkpointing
+from tal_jax.engine import checkpointing
 from tal_jax import config_utils
 from tal_jax import errors
-from tal_jax import infer
-from tal_jax import ssn
-from tal_jax import ssn_targets
-from tal_jax import train
-from tal_jax.convert import torchvision as tv
+from tal_jax.engine import predict as infer
+from tal_jax.localizers.ssn import definition as ssn
+from tal_jax.localizers.ssn import model as ssn_models
+from tal_jax.localizers.ssn import targets as ssn_targets
+from tal_jax.engine import trainer as train
+from tal_jax.nn import resnet_import as tv
 from tal_jax.data import pipeline
 from tal_jax.data import thumos14
+from tal_jax.engine import loop
+from tal_jax import localizers
 from conftest import metrics_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,8 +47,8 @@ def cache(tmp_path_factory):
 def trained(cache, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('ssn_frames_work'))
   config = _config(cache)
-  train.train_and_evaluate(config, workdir, quiet=True)
-  metrics = infer.run_test(config, workdir, quiet=True)
+  loop.train_and_evaluate(localizers.get(config), config, workdir, quiet=True)
+  metrics = infer.run_test(localizers.get(config), config, workdir, quiet=True)
   return config, workdir, metrics
 
 
@@ -84,8 +87,8 @@ def test_trains_and_tests_with_bn_statistics_saved(trained):
   assert 'mAP@0.50' in metrics
   results = json.load(open(os.path.join(workdir, 'results.json')))['results']
   assert sorted(results) == sorted(pipeline.load_split(config, 'test').names)
-  trainer = train.Trainer(config, steps_per_epoch=1)
-  variables, _ = infer.restore_variables(trainer, config, workdir)
+  trainer = train.Trainer(localizers.get(config), config, steps_per_epoch=1)
+  variables, _ = infer.restore_variables(trainer.predictor, config, workdir)
   fresh = trainer.init_state(jax.random.key(0), pretrained=False)
   # Every BN trains in this preset: the running statistics moved.
   stem = variables['batch_stats']['backbone']['bn1']['var']
@@ -96,8 +99,8 @@ def test_trains_and_tests_with_bn_statistics_saved(trained):
 def test_resume_continues_bitwise(cache, trained, tmp_path):
   _, full_dir, _ = trained
   workdir = str(tmp_path / 'resumed')
-  train.train_and_evaluate(_config(cache, num_epochs=1), workdir, quiet=True)
-  train.train_and_evaluate(_config(cache), workdir, quiet=True)
+  loop.train_and_evaluate(localizers.get(_config(cache, num_epochs=1)), _config(cache, num_epochs=1), workdir, quiet=True)
+  loop.train_and_evaluate(localizers.get(_config(cache)), _config(cache), workdir, quiet=True)
   last = lambda d: [r for r in metrics_rows(d) if r['split'] == 'train'][-1]
   for k in ('loss_activity', 'loss_completeness', 'grad_norm'):
     assert last(workdir)[k] == pytest.approx(last(full_dir)[k], rel=1e-5)
@@ -107,7 +110,7 @@ def test_pretrained_backbone_is_loaded(cache):
   config = _config(cache)
   config.model.backbone.stage_blocks = [2, 1, 1, 1]
   config.train.backbone_pretrained = os.path.join(GOLDEN, 'resnet_tiny.pth')
-  trainer = train.Trainer(config, steps_per_epoch=1)
+  trainer = train.Trainer(localizers.get(config), config, steps_per_epoch=1)
   state = trainer.init_state(jax.random.key(0))
   want = tv.load_resnet_checkpoint(config.train.backbone_pretrained,
                                    stage_blocks=(2, 1, 1, 1), width=8)
@@ -122,7 +125,7 @@ def test_feature_width_must_match_the_backbone(cache):
   config = _config(cache)
   config.model.feat_dim = 2048
   with pytest.raises(errors.TalError, match='feat_dim=2048.*gives 256'):
-    ssn.build(config)
+    ssn_models.build(config)
 
 
 def _copied(cache, dst):
@@ -158,12 +161,12 @@ def test_imported_checkpoint_restores_bn_statistics(cache, tmp_path):
   # What tools/import_mmaction2 writes for an SSN frame-mode checkpoint:
   # params and BN statistics, no optimizer state.
   config = _config(cache)
-  trainer = train.Trainer(config, steps_per_epoch=1)
+  trainer = train.Trainer(localizers.get(config), config, steps_per_epoch=1)
   state = trainer.init_state(jax.random.key(1), pretrained=False)
   stats = jax.tree.map(lambda x: x + 0.5, state.model_state)
   checkpointing.save_params(str(tmp_path), state.params, config,
                             model_state=stats)
-  variables, _ = infer.restore_variables(trainer, config, str(tmp_path))
+  variables, _ = infer.restore_variables(trainer.predictor, config, str(tmp_path))
   jax.tree.map(np.testing.assert_array_equal, variables,
                {'params': state.params, **stats})
 
@@ -186,7 +189,7 @@ def test_two_devices_equal_one(cache, tmp_path):
          '--config=configs/ssn.py:frames_tiny', f'--workdir={workdir}',
          f'--config.data.cache_dir={cache}', '--config.train.num_epochs=1'],
         cwd=ROOT, env=env, check=True, capture_output=True)
-    trainer = train.Trainer(config, steps_per_epoch=1)
-    out[devices], _ = infer.restore_variables(trainer, config, workdir)
+    trainer = train.Trainer(localizers.get(config), config, steps_per_epoch=1)
+    out[devices], _ = infer.restore_variables(trainer.predictor, config, workdir)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(
       np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6), out[2], out[1])

@@ -13,11 +13,13 @@ import tal_jax  # noqa: F401
 from tal_jax import config_utils
 from tal_jax import errors
 from tal_jax import evaluation
-from tal_jax import infer
-from tal_jax import ssn
-from tal_jax import train
+from tal_jax.engine import predict as infer
+from tal_jax.localizers.ssn import definition as ssn
+from tal_jax.engine import trainer as train
 from tal_jax.data import pipeline
 from tal_jax.data import thumos14
+from tal_jax.engine import loop
+from tal_jax import localizers
 from conftest import metrics_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,8 +41,8 @@ def cache(tmp_path_factory):
 def trained(cache, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('ssn_work'))
   config = _config(cache)
-  train.train_and_evaluate(config, workdir, quiet=True)
-  metrics = infer.run_test(config, workdir, quiet=True)
+  loop.train_and_evaluate(localizers.get(config), config, workdir, quiet=True)
+  metrics = infer.run_test(localizers.get(config), config, workdir, quiet=True)
   return config, workdir, metrics
 
 
@@ -91,8 +93,8 @@ def test_loop_evaluation_equals_test_mode_detections(trained):
   # The loop's per-epoch path (all classes merged, top-k, seconds) ranks
   # --mode=test's detections.
   config, workdir, _ = trained
-  trainer = train.Trainer(config, steps_per_epoch=1)
-  variables, _ = infer.restore_variables(trainer, config, workdir)
+  trainer = train.Trainer(localizers.get(config), config, steps_per_epoch=1)
+  variables, _ = infer.restore_variables(trainer.predictor, config, workdir)
   test_set = pipeline.load_split(config, 'test')
   props = ssn.predict(trainer, variables, test_set,
                       ssn.eval_arrays(test_set, config))
@@ -121,8 +123,8 @@ def test_epoch_sampling_depends_only_on_seed_and_epoch(cache):
 def test_resumed_run_trains_on_the_same_samples(cache, trained, tmp_path):
   _, full_dir, _ = trained
   workdir = str(tmp_path / 'resumed')
-  train.train_and_evaluate(_config(cache, num_epochs=1), workdir, quiet=True)
-  train.train_and_evaluate(_config(cache), workdir, quiet=True)
+  loop.train_and_evaluate(localizers.get(_config(cache, num_epochs=1)), _config(cache, num_epochs=1), workdir, quiet=True)
+  loop.train_and_evaluate(localizers.get(_config(cache)), _config(cache), workdir, quiet=True)
   keys = ('loss_activity', 'loss_completeness', 'loss_reg', 'grad_norm')
   last = lambda d: [r for r in metrics_rows(d) if r['split'] == 'train'][-1]
   assert last(workdir)['step'] == last(full_dir)['step'] == 4

@@ -8,8 +8,9 @@ import tal_jax  # noqa: F401
 import numpy as np
 import pytest
 
-from tal_jax import targets
+from tal_jax.localizers.bmn import targets
 from tal_jax.errors import TalError
+from tal_jax.ops import segments
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden', 'bmn_tiny.npz')
 
@@ -22,7 +23,7 @@ def ref():
 def test_normalize_gt_matches_mmaction2(ref):
   records = json.loads(str(ref['records_json']))
   for i, (name, record) in enumerate(records.items()):
-    gt = targets.normalize_gt(record, name)
+    gt = segments.normalize_gt(record, name)
     n = int(ref['gt_mask'][i].sum())
     np.testing.assert_array_equal(gt, ref['gt'][i, :n])
   # Video 0's third segment ends after the features' end: clipped to 1.
@@ -33,7 +34,7 @@ def test_normalize_gt_batch_pads(ref):
   records = json.loads(str(ref['records_json']))
   videos = types.SimpleNamespace(names=list(records),
                                  records=list(records.values()))
-  gt, gt_mask = targets.normalize_gt_batch(videos)
+  gt, gt_mask = segments.normalize_gt_batch(videos)
   np.testing.assert_array_equal(gt_mask, ref['gt_mask'])
   np.testing.assert_array_equal(gt, ref['gt'])
 
@@ -87,4 +88,4 @@ def test_chunking_does_not_change_labels(ref):
 
 def test_normalize_gt_bad_record():
   with pytest.raises(TalError, match="v_bad"):
-    targets.normalize_gt({'duration_second': 3.0}, 'v_bad')
+    segments.normalize_gt({'duration_second': 3.0}, 'v_bad')

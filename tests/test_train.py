@@ -15,9 +15,11 @@ import optax
 
 from tal_jax import config_utils
 from tal_jax import errors
-from tal_jax import infer
-from tal_jax import losses
-from tal_jax import train
+from tal_jax.engine import predict as infer
+from tal_jax.engine import trainer as train
+from tal_jax.ops import losses as ops_losses
+from tal_jax.engine import loop
+from tal_jax import localizers
 from conftest import metrics_rows
 from conftest import restore_checkpoint
 
@@ -38,7 +40,7 @@ def trained(tmp_path_factory):
   base = tmp_path_factory.mktemp('run')
   config = tiny_config(base / 'cache')
   workdir = str(base / 'work')
-  metrics = train.train_and_evaluate(config, workdir, quiet=True)
+  metrics = loop.train_and_evaluate(localizers.get(config), config, workdir, quiet=True)
   return config, workdir, metrics
 
 
@@ -63,7 +65,7 @@ def test_training_writes_metrics_and_checkpoints(trained):
 
 def test_test_mode_writes_results_and_metrics(trained):
   config, workdir, metrics = trained
-  got = infer.run_test(config, workdir, quiet=True)
+  got = infer.run_test(localizers.get(config), config, workdir, quiet=True)
   results = json.load(open(os.path.join(workdir, 'results.json')))
   assert results['version'] == 'VERSION 1.3'
   assert len(results['results']) == config.data.synthetic_val
@@ -81,9 +83,9 @@ def test_resume_equals_uninterrupted_run(trained, tmp_path):
   config, workdir, _ = trained
   cfg = tiny_config(config.data.cache_dir, num_epochs=1)
   half = str(tmp_path / 'half')
-  train.train_and_evaluate(cfg, half, quiet=True)
+  loop.train_and_evaluate(localizers.get(cfg), cfg, half, quiet=True)
   cfg.train.num_epochs = 2
-  train.train_and_evaluate(cfg, half, quiet=True)
+  loop.train_and_evaluate(localizers.get(cfg), cfg, half, quiet=True)
   a = restore_checkpoint(half, cfg)
   b = restore_checkpoint(workdir, cfg)
   for x, y in zip(jax.tree.leaves((a['params'], a['opt_state'])),
@@ -142,7 +144,7 @@ def test_grouped_loss_is_mean_of_group_losses():
 
   x = jnp.arange(12.0).reshape(4, 3)
   rng = jax.random.key(3)
-  got, _ = losses.grouped_loss(loss_fn, (x,), rng, 2)
+  got, _ = ops_losses.grouped_loss(loss_fn, (x,), rng, 2)
   keys = jax.random.split(rng, 2)
   want = (loss_fn(x[:2], keys[0])[0] + loss_fn(x[2:], keys[1])[0]) / 2
   np.testing.assert_allclose(float(got), float(want), rtol=1e-6)
@@ -151,7 +153,7 @@ def test_grouped_loss_is_mean_of_group_losses():
 def test_batch_not_multiple_of_loss_group_is_refused(tmp_path):
   config = tiny_config(tmp_path, batch_size=3)
   with pytest.raises(errors.TalError, match='videos_per_loss'):
-    train.Trainer(config, 1)
+    train.Trainer(localizers.get(config), config, 1)
 
 
 def _main(*args):
@@ -178,16 +180,16 @@ def test_cli_unwritable_workdir(tmp_path):
 
 def test_checkpoint_every_epochs(tmp_path, monkeypatch):
   saved = []
-  real_save = train.checkpointing.save
+  real_save = loop.checkpointing.save
 
   def spy(mngr, step, *args):
     saved.append(step)
     return real_save(mngr, step, *args)
 
-  monkeypatch.setattr(train.checkpointing, 'save', spy)
+  monkeypatch.setattr(loop.checkpointing, 'save', spy)
   config = tiny_config(tmp_path / 'cache', num_epochs=5, eval_every_epochs=4,
                        checkpoint_every_epochs=3)
-  train.train_and_evaluate(config, str(tmp_path / 'w'), quiet=True)
+  loop.train_and_evaluate(localizers.get(config), config, str(tmp_path / 'w'), quiet=True)
   # 4 steps per epoch: epoch 3 (every 3), epoch 4 (evaluated), epoch 5 (last).
   assert saved == [12, 16, 20]
 
@@ -195,7 +197,7 @@ def test_checkpoint_every_epochs(tmp_path, monkeypatch):
 def test_train_step_compiles_once(tmp_path):
   """The initial step counter carries train_step's output sharding: a fresh
   state and the states it returns hit the same compiled step."""
-  from tal_jax import parallel  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import parallel  # pylint: disable=g-import-not-at-top
   config = tiny_config(tmp_path)
   m = config.model
   rng = np.random.default_rng(0)
@@ -205,7 +207,7 @@ def test_train_step_compiles_once(tmp_path):
       'iou_map': rng.random((n, m.temporal_dim, m.temporal_dim), np.float32),
       'start': rng.random((n, m.temporal_dim), np.float32),
       'end': rng.random((n, m.temporal_dim), np.float32)}
-  trainer = train.Trainer(config, steps_per_epoch=2)
+  trainer = train.Trainer(localizers.get(config), config, steps_per_epoch=2)
   state = trainer.init_state(jax.random.key(0))
   device_arrays = trainer.put_arrays(arrays)
   for _ in range(3):

@@ -88,12 +88,17 @@ def annotation_paths(config: ml_collections.ConfigDict,
 
 
 def load_split(config: ml_collections.ConfigDict, split: str,
-               progress: bool = False) -> activitynet.VideoSet:
-  """One split ('train', 'val' or 'test') as a VideoSet (packed on first use)."""
+               progress: bool = False,
+               uses_features: bool = True) -> activitynet.VideoSet:
+  """One split ('train', 'val' or 'test') as a VideoSet (packed on first use).
+
+  `uses_features`: whether the model reads the split's feature files (its
+  ModelDef's); without, the VideoSet holds the annotations alone.
+  """
   if config.data.dataset == 'thumos14':
     from tal_jax.data import thumos14  # pylint: disable=g-import-not-at-top
     return thumos14.load_split(config, split, progress)
-  features = _uses_features(config)
+  features = uses_features
   paths = annotation_paths(
       config, config.model.temporal_dim if features else None, progress)
   ann_file = paths[f'ann_file_{split}']
@@ -112,11 +117,6 @@ def load_split(config: ml_collections.ConfigDict, split: str,
       paths['feature_dir'], ann_file, config.data.cache_dir,
       config.model.temporal_dim, config.model.feat_dim,
       config.data.skip_bad_videos, progress)
-
-
-def _uses_features(config: ml_collections.ConfigDict) -> bool:
-  from tal_jax import tasks  # pylint: disable=g-import-not-at-top
-  return tasks.get(config).uses_features
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:

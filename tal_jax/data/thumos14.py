@@ -36,8 +36,8 @@ import numpy as np
 
 from tal_jax import errors
 from tal_jax import results_io
-from tal_jax import ssn_targets
 from tal_jax.data import activitynet
+from tal_jax.data import ssn_videos
 from tal_jax.data import rawframes
 from tal_jax.data import synthetic_frames
 
@@ -290,7 +290,7 @@ def data_paths(config) -> dict[str, str]:
                         config.model.feat_dim, d.frame_rate, d.synthetic_seed)
 
 
-def video_record(video: ssn_targets.SSNVideo, frame_rate: float) -> dict:
+def video_record(video: ssn_videos.SSNVideo, frame_rate: float) -> dict:
   """MMAction2-style record (seconds, class names) of an SSNVideo; the
   SSNVideo itself rides along under 'ssn_video'."""
   return {'duration_second': video.num_frames / frame_rate,
@@ -322,7 +322,7 @@ def load_split(config, split: str, progress: bool = False):
   if not path:
     raise errors.TalError(f'config.data.ann_file_{split} is empty (an SSN '
                           'proposal list)')
-  videos = ssn_targets.load_videos(results_io.read_proposal_list(path),
+  videos = ssn_videos.load_videos(results_io.read_proposal_list(path),
                                    filter_gt=True)
   _check_labels(videos, path)
   return activitynet.VideoSet(

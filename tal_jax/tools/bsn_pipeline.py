@@ -25,9 +25,10 @@ import os
 import tal_jax  # noqa: F401
 from tal_jax import config_utils
 from tal_jax import errors
-from tal_jax import infer
-from tal_jax import runlog
-from tal_jax import train
+from tal_jax import localizers
+from tal_jax.engine import loop
+from tal_jax.engine import predict
+from tal_jax.engine import runlog
 from tal_jax.tools import bsn_proposal_generation
 
 
@@ -54,8 +55,8 @@ def run_pipeline(args) -> dict[str, float]:
   tem = stage_config('tem', args.preset, args)
   config_utils.check_workdir(tem_dir)
   config_utils.save_config(tem, tem_dir)
-  train.train_and_evaluate(tem, tem_dir, args.quiet)
-  infer.run_test(tem, tem_dir, args.quiet)
+  loop.train_and_evaluate(localizers.get(tem), tem, tem_dir, args.quiet)
+  predict.run_test(localizers.get(tem), tem, tem_dir, args.quiet)
   pgm = stage_config('pgm', args.preset, args)
   for mode in ('train', 'test'):
     bsn_proposal_generation.generate(pgm, tem_dir, pgm_dir, mode,
@@ -64,8 +65,8 @@ def run_pipeline(args) -> dict[str, float]:
   pem.data.pgm_dir = pgm_dir
   config_utils.check_workdir(pem_dir)
   config_utils.save_config(pem, pem_dir)
-  train.train_and_evaluate(pem, pem_dir, args.quiet)
-  return infer.run_test(pem, pem_dir, args.quiet)
+  loop.train_and_evaluate(localizers.get(pem), pem, pem_dir, args.quiet)
+  return predict.run_test(localizers.get(pem), pem, pem_dir, args.quiet)
 
 
 def main(argv=None) -> None:

@@ -21,10 +21,10 @@ from absl import flags
 from ml_collections import config_flags
 
 import tal_jax  # noqa: F401
-from tal_jax import bsn
+from tal_jax.localizers.bsn import definition as bsn
 from tal_jax import config_utils
 from tal_jax import errors
-from tal_jax import runlog
+from tal_jax.engine import runlog
 from tal_jax.data import activitynet
 from tal_jax.data import pipeline
 

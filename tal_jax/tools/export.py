@@ -4,7 +4,7 @@ r"""Exports a trained model for serving without tal_jax (jax.export).
   python -c "import sys; sys.path.insert(0, 'bmn_export'); import load_model; \
       print(load_model.load()(__import__('numpy').zeros((1, 100, 400))).keys())"
 
-The model folder (see tal_jax/convert/export.py) holds model.jax (the jitted
+The model folder (see tal_jax/engine/serving.py) holds model.jax (the jitted
 forward, features [B, T, D] -> raw outputs, batch size symbolic, lowered for
 cpu and cuda), params.npz, metadata.json and load_model.py, a loader that
 needs only jax and numpy. The config is the workdir's config.json (saved by
@@ -62,19 +62,32 @@ def run_config(workdir: str, spec: str | None,
   return config
 
 
-def load_model(args) -> tuple[ml_collections.ConfigDict, object, object, str]:
-  """(config, trainer, params, checkpoint path) of the model args."""
+def load_model(args):
+  """(config, model definition, predictor, variables, checkpoint path) of
+  the model args: the variables restored for inference (no optimizer)."""
   from absl import logging  # pylint: disable=g-import-not-at-top
-  from tal_jax import infer  # pylint: disable=g-import-not-at-top
-  from tal_jax import train  # pylint: disable=g-import-not-at-top
+  from tal_jax import localizers  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import predict  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.ERROR)  # Orbax's read-only notices
   workdir = os.path.abspath(os.path.expanduser(args.workdir))
   config = run_config(workdir, args.config, args.set)
   if args.checkpoint:
     config.checkpoint = args.checkpoint
-  trainer = train.Trainer(config, steps_per_epoch=1)
-  params, where = infer.restore_params(trainer, config, workdir)
-  return config, trainer, params, where
+  model_def = localizers.get(config)
+  predictor = predict.Predictor(model_def, config)
+  variables, where = predict.restore_variables(predictor, config, workdir)
+  return config, model_def, predictor, variables, where
+
+
+def serving_of(config, model_def):
+  """The definition's Serving (TalError for a model that cannot be
+  served)."""
+  from tal_jax import localizers  # pylint: disable=g-import-not-at-top
+  if model_def.serving is None:
+    servable = sorted(k for k, v in localizers.MODELS.items() if v.serving)
+    raise errors.TalError(f"model '{config.model_name}' cannot be exported or "
+                          f'served yet (supported: {servable})')
+  return model_def.serving
 
 
 def main(argv=None) -> str:
@@ -85,17 +98,17 @@ def main(argv=None) -> str:
   parser.add_argument('--platforms', default='cpu,cuda',
                       help='comma-separated lowering platforms')
   args = parser.parse_args(argv)
-  from tal_jax.convert import export  # pylint: disable=g-import-not-at-top
-  config, trainer, params, where = load_model(args)
-  export.serving(config.model_name)
-  names, arrays, treedef = export.flatten_params(params)
-  forward = functools.partial(trainer.model_def.forward, trainer.module,
+  from tal_jax.engine import serving  # pylint: disable=g-import-not-at-top
+  config, model_def, predictor, variables, where = load_model(args)
+  spec = serving_of(config, model_def)
+  names, arrays, treedef = serving.flatten_params(variables['params'])
+  forward = functools.partial(model_def.forward, predictor.module,
                               config=config)
-  exported = export.export_forward(
+  exported = serving.export_forward(
       forward, treedef, arrays, config.model.temporal_dim,
       config.model.feat_dim, [p for p in args.platforms.split(',') if p])
-  meta = export.metadata(config, exported, names, where)
-  export.write_model_dir(args.out, exported, names, arrays, meta)
+  meta = serving.metadata(config, exported, names, where, spec.output_names)
+  serving.write_model_dir(args.out, exported, names, arrays, meta)
   print(f'exported {where} ({config.model_name}, T={meta["temporal_dim"]}, '
         f'D={meta["feat_dim"]}, platforms {",".join(exported.platforms)}) '
         f'to {os.path.abspath(args.out)}')

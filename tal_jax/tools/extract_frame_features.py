@@ -34,7 +34,7 @@ from tal_jax import errors
 def resnet_shape(state_dict) -> tuple[tuple[int, ...], int]:
   """(stage_blocks, width) of a bottleneck ResNet state dict (torchvision or
   MMAction2 layout): ResNet-50 is ((3, 4, 6, 3), 64)."""
-  from tal_jax.convert import torchvision as tv  # pylint: disable=g-import-not-at-top
+  from tal_jax.nn import resnet_import as tv  # pylint: disable=g-import-not-at-top
   sd = {tv.torchvision_key(k): v for k, v in tv._backbone_only(  # pylint: disable=protected-access
       state_dict).items()}
   blocks = {}
@@ -53,14 +53,14 @@ def resnet_shape(state_dict) -> tuple[tuple[int, ...], int]:
 def _pth_backbone(path: str):
   """apply(images uint8 [K, c, c, 3]) -> [K, D] of ResNet weights (.pth)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from tal_jax.convert import mmaction2  # pylint: disable=g-import-not-at-top
-  from tal_jax.convert import torchvision as tv  # pylint: disable=g-import-not-at-top
+  from tal_jax.convert import pth  # pylint: disable=g-import-not-at-top
+  from tal_jax.nn import resnet_import as tv  # pylint: disable=g-import-not-at-top
   from tal_jax.data import rawframes  # pylint: disable=g-import-not-at-top
-  from tal_jax.models import resnet  # pylint: disable=g-import-not-at-top
+  from tal_jax.nn import resnet  # pylint: disable=g-import-not-at-top
   path = os.path.expanduser(path)
   if not os.path.isfile(path):
     raise errors.TalError(f'--pth {path}: no such file')
-  state_dict = mmaction2.load_pth(path)
+  state_dict = pth.load_pth(path)
   stage_blocks, width = resnet_shape(state_dict)
   model = resnet.ResNet(stage_blocks=stage_blocks, width=width)
   variables = tv.resnet_variables_from_state_dict(
@@ -74,9 +74,9 @@ def _pth_backbone(path: str):
 
 def _workdir_backbone(args):
   """(apply, config) of an SSN frame-mode workdir's backbone."""
-  from tal_jax import infer  # pylint: disable=g-import-not-at-top
-  from tal_jax import ssn_frames  # pylint: disable=g-import-not-at-top
-  from tal_jax import train  # pylint: disable=g-import-not-at-top
+  from tal_jax import localizers  # pylint: disable=g-import-not-at-top
+  from tal_jax.engine import predict  # pylint: disable=g-import-not-at-top
+  from tal_jax.localizers.ssn import frames as ssn_frames  # pylint: disable=g-import-not-at-top
   from tal_jax.tools import export  # pylint: disable=g-import-not-at-top
   workdir = os.path.abspath(os.path.expanduser(args.workdir))
   config = export.run_config(workdir, args.config, args.set)
@@ -84,9 +84,9 @@ def _workdir_backbone(args):
     raise errors.TalError(f'{workdir}: not an SSN frame-mode run '
                           f'(model {config.model_name}, data.mode '
                           f"{config.data.get('mode')})")
-  trainer = train.Trainer(config, steps_per_epoch=1)
-  variables, _ = infer.restore_variables(trainer, config, workdir)
-  return functools.partial(ssn_frames.pooled_features, trainer.module,
+  predictor = predict.Predictor(localizers.get(config), config)
+  variables, _ = predict.restore_variables(predictor, config, workdir)
+  return functools.partial(ssn_frames.pooled_features, predictor.module,
                            variables), config
 
 
@@ -130,7 +130,7 @@ def main(argv=None) -> list[str]:
                       help='frames per backbone call')
   parser.add_argument('--overwrite', action='store_true')
   args = parser.parse_args(argv)
-  from tal_jax import ssn_frames  # pylint: disable=g-import-not-at-top
+  from tal_jax.localizers.ssn import frames as ssn_frames  # pylint: disable=g-import-not-at-top
   from tal_jax.data import rawframes  # pylint: disable=g-import-not-at-top
   if args.workdir:
     apply, config = _workdir_backbone(args)

@@ -27,9 +27,9 @@ import argparse
 import jax
 import numpy as np
 
-from tal_jax import checkpointing
+from tal_jax.engine import checkpointing
 from tal_jax import config_utils
-from tal_jax.convert import mmaction2
+from tal_jax.convert import pth
 from tal_jax.errors import TalError, run_cli
 
 
@@ -54,6 +54,19 @@ def _apply_overrides(config, overrides):
                      f'{type(old).__name__}') from None
 
 
+def load_checkpoint(path: str, config) -> dict:
+  """Variables ({'params', ...}) of config.model_name from an MMAction2 .pth
+  (the model's `import_state_dict`)."""
+  from tal_jax import localizers  # pylint: disable=g-import-not-at-top
+  model_def = localizers.MODELS.get(config.model_name)
+  if model_def is None or model_def.import_state_dict is None:
+    importable = sorted(k for k, v in localizers.MODELS.items()
+                        if v.import_state_dict)
+    raise TalError(f'cannot import a {config.model_name!r} checkpoint '
+                   f'(supported: {importable})')
+  return model_def.import_state_dict(pth.load_pth(path), config, path)
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(
       description='Import an MMAction2 BMN / BSN TEM / BSN PEM / SSN .pth '
@@ -70,7 +83,7 @@ def main(argv=None):
   config = config_utils.load_config(args.config)
   _apply_overrides(config, args.set)
   print(f'reading {args.checkpoint}')
-  variables = dict(mmaction2.load_checkpoint(args.checkpoint, config))
+  variables = dict(load_checkpoint(args.checkpoint, config))
   params = variables.pop('params')
   path = checkpointing.save_params(args.workdir, params, config,
                                    model_state=variables)

@@ -24,15 +24,15 @@ import jax
 import numpy as np
 
 from tal_jax import errors
-from tal_jax import infer
-from tal_jax import postprocess
-from tal_jax import runlog
-from tal_jax.convert import export
+from tal_jax import results_io
+from tal_jax.engine import runlog
 from tal_jax.data import activitynet
 from tal_jax.data import resample
+from tal_jax.ops import segments
 from tal_jax.tools import export as export_tool
 
-SNIPPET_FRAMES = 16
+# Frames per feature row (MMAction2's feature_extraction_interval).
+SNIPPET_FRAMES = segments.FEATURE_EXTRACTION_INTERVAL
 
 
 def list_feature_files(path: str) -> list[str]:
@@ -82,12 +82,13 @@ def prepare_features(x: np.ndarray, path: str, rec: dict, temporal_dim: int,
   return x.astype(np.float32)
 
 
-def predict_outputs(trainer, params, config, features: np.ndarray,
+def predict_outputs(predictor, params, serving, features: np.ndarray,
                     batch_size: int) -> dict[str, np.ndarray]:
   """Raw outputs by name for features [N, T, D] (batches padded to size)."""
-  names = export.serving(config.model_name).output_names
-  forward = jax.jit(functools.partial(trainer.model_def.forward,
-                                      trainer.module, config=config))
+  names = serving.output_names
+  forward = jax.jit(functools.partial(predictor.model_def.forward,
+                                      predictor.module,
+                                      config=predictor.config))
   n = len(features)
   bs = max(1, min(batch_size, n))
   chunks = []
@@ -208,7 +209,8 @@ def main(argv=None) -> dict[str, np.ndarray]:
     raise errors.TalError(f'--duration-second must be > 0, got '
                           f'{args.duration_second}')
   files = list_feature_files(args.features)
-  config, trainer, params, where = export_tool.load_model(args)
+  config, model_def, predictor, variables, where = export_tool.load_model(args)
+  serving = export_tool.serving_of(config, model_def)
   records = (activitynet.load_annotations(args.ann_file)
              if args.ann_file else {})
   if records and len(files) > 1:
@@ -217,17 +219,16 @@ def main(argv=None) -> dict[str, np.ndarray]:
       raise errors.TalError(f'{args.features}: no feature file of a video in '
                             f'{args.ann_file}')
   names, recs, feats = _read_all(files, args, records, config)
-  outputs = predict_outputs(trainer, params, config, feats,
+  outputs = predict_outputs(predictor, variables['params'], serving, feats,
                             args.batch_size or config.test.batch_size)
-  serving = export.serving(config.model_name)
   props, valid = serving.decode(outputs, config.test)
-  secs = postprocess.to_seconds(props, [r['duration_frame'] for r in recs],
+  secs = model_def.to_seconds(props, [r['duration_frame'] for r in recs],
                                 [r['duration_second'] for r in recs])
   proposals = {n: secs[i][valid[i]] for i, n in enumerate(names)}
   runlog.info(f'restored {where}', args.quiet)
   for n, rec in zip(names, recs):
     print_top(n, rec, proposals[n], args.top)
-  errors.write_json(args.out, infer.results_json(proposals))
+  errors.write_json(args.out, results_io.proposal_results(proposals))
   print(f'wrote {args.out}')
   if args.plot:
     _plot(args, names, recs, outputs, proposals, serving, config)

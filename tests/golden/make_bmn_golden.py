@@ -166,24 +166,25 @@ def make_tiny(bmn_cls, label_transform):
 COMPARE = r'''
 import sys, json, numpy as np
 import tal_jax, jax, jax.numpy as jnp
-from tal_jax.convert import mmaction2
-from tal_jax.models.bmn import BMN
-from tal_jax.models import layers
-from tal_jax import losses, targets
+from tal_jax.localizers.bmn.model import BMN
+from tal_jax.localizers.bmn import boundary_matching
+from tal_jax.localizers.bmn import loss as losses
+from tal_jax.localizers.bmn import targets
+from tal_jax.localizers.bmn import convert as bmn_convert
 ref = dict(np.load(sys.argv[1], allow_pickle=False))
 cfg = json.loads(str(ref['config_json']))
 sd = {k[3:]: v for k, v in ref.items() if k.startswith('sd/')}
-params = mmaction2.bmn_params_from_state_dict(sd, cfg)
+params = bmn_convert.bmn_params_from_state_dict(sd, cfg)
 x = jnp.asarray(ref['features'])
 def rel(a, b): return float(np.linalg.norm(np.asarray(a) - b) / np.linalg.norm(b))
 t = cfg['temporal_dim']
-mask = layers.bm_sample_mask(t, cfg['num_samples'], cfg['num_samples_per_bin'],
+mask = boundary_matching.bm_sample_mask(t, cfg['num_samples'], cfg['num_samples_per_bin'],
                              cfg['boundary_ratio']).reshape(t, -1)
 print(f'sample_mask max abs err {np.abs(mask - ref["sample_mask"]).max():.3g}')
 lab = targets.bmn_targets_batch(ref['gt'], ref['gt_mask'], t)
 for a, k in zip(lab, ('label_iou_map', 'label_start', 'label_end')):
   print(f'{k} max abs err {np.abs(a - ref[k]).max():.3g}')
-bm_mask = jnp.asarray(layers.bm_valid_mask(t))
+bm_mask = jnp.asarray(boundary_matching.bm_valid_mask(t))
 for bm in ('dense', 'reassociated'):
   model = BMN(bm_layer=bm, **cfg)
   out = jax.jit(model.apply)({'params': params}, x)
@@ -196,7 +197,7 @@ for bm in ('dense', 'reassociated'):
   (total, parts), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(params)
   for k in ('loss', 'tem_loss', 'pem_reg_loss', 'pem_cls_loss'):
     print(f'{bm}: {k} rel err {abs(float(parts[k]) - ref[k]) / abs(ref[k]):.3g}')
-  gref = mmaction2.bmn_params_from_state_dict(
+  gref = bmn_convert.bmn_params_from_state_dict(
       {k[5:]: v for k, v in ref.items() if k.startswith('grad/')}, cfg)
   errs = jax.tree_util.tree_map(rel, grads, gref)
   print(f'{bm}: grads max rel err {max(jax.tree_util.tree_leaves(errs)):.3g}')

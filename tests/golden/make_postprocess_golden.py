@@ -1,4 +1,4 @@
-"""Golden fixture for tal_jax.postprocess from MMAction2 1.2.0's own code.
+"""Golden fixture for tal_jax.localizers.bmn.postprocess from MMAction2 1.2.0's own code.
 
 Runs `BMN.predict` (decode + `post_processing` + `soft_nms`) on a handful of
 synthetic T=100 score maps (smooth curves, quantised maps with score ties, all

@@ -1,4 +1,4 @@
-"""Golden fixtures for tal_jax.models.resnet / tal_jax.convert.torchvision.
+"""Golden fixtures for tal_jax.nn.resnet / tal_jax.nn.resnet_import.
 
 Needs torch 2.14.1 + torchvision 0.29.1 (dev only): the MMAction2 0.24.1
 reference environment has them (tests/golden/README.md).
@@ -28,7 +28,7 @@ Full check (not committed; prints numbers), from the checkout:
 builds torchvision.models.resnet50() (random init, BN randomised/calibrated),
 saves /tmp/resnet50_random.pth, runs a drawn 224x224 test image through torch,
 then (with the system `python`, which has jax) imports the .pth through
-tal_jax.convert.torchvision and prints the max abs feature/logit differences.
+tal_jax.nn.resnet_import and prints the max abs feature/logit differences.
 
 MMAction2 0.24.1 check (mmaction2 0.24.1 + mmcv 1.7.0, the same environment),
 from the checkout:
@@ -228,8 +228,8 @@ def compare(pth, ref):
   import tal_jax  # noqa: F401  (XLA flags first)
   import jax
   import jax.numpy as jnp
-  from tal_jax.convert import torchvision as tv
-  from tal_jax.models import resnet
+  from tal_jax.nn import resnet_import as tv
+  from tal_jax.nn import resnet
   data = np.load(ref)
   num_classes = 1000 if 'logits' in data else 0
   variables = tv.load_resnet_checkpoint(pth, num_classes=num_classes)

@@ -1,0 +1,212 @@
+"""Export a trained model for serving: jax.export + parameters + a loader.
+
+A model folder holds:
+- model.jax: the jitted forward (features [B, T, D] float32 -> the model's raw
+  outputs) serialised with `jax.export`, batch size B symbolic, lowered for
+  the platforms asked for (default cpu and cuda);
+- params.npz: the parameters, one array per leaf, named 'layer/kernel'; they are
+  arguments of the exported function, not constants baked into it;
+- metadata.json: model name, T, D, input and output names and shapes, the
+  parameter order, jax version, calling convention, config.model / config.test;
+- load_model.py: a documented loader that needs only jax and numpy.
+
+Compatibility: the serialised StableHLO is covered by JAX's export guarantees
+(backward: a JAX/jaxlib up to 6 months newer than the exporting one loads and
+runs it; forward: only a few weeks, so do not export with a newer JAX than the
+one that serves). The long-term format is the Orbax checkpoint plus tal_jax:
+re-export from it after upgrading JAX.
+
+What is model-specific (output names, the score curves the inference tool
+plots, the host decode to proposals) is the `serving` field of the model's
+ModelDef (`tal_jax.engine.model_def.Serving`).
+"""
+
+import json
+import os
+import shutil
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tal_jax import errors
+
+FORMAT = 'tal_jax.export/1'
+DEFAULT_PLATFORMS = ('cpu', 'cuda')
+
+
+def flatten_params(params: Any) -> tuple[list[str], list[np.ndarray], Any]:
+  """(names like 'x_1d_b_0/kernel', host arrays, treedef) of a parameter tree."""
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+  names = ['/'.join(str(getattr(k, 'key', k)) for k in path)
+           for path, _ in leaves]
+  arrays = [np.asarray(jax.device_get(x)) for _, x in leaves]
+  return names, arrays, treedef
+
+
+def export_forward(forward: Callable[[Any, jax.Array], Any], treedef: Any,
+                   arrays: Sequence[np.ndarray], temporal_dim: int,
+                   feat_dim: int,
+                   platforms: Sequence[str] = DEFAULT_PLATFORMS):
+  """jax.export of `forward(params, features)` with params as a flat list.
+
+  Args:
+    forward: (params tree, features [B, T, D] float32) -> outputs tuple.
+    treedef, arrays: the parameter tree's structure and leaves.
+    temporal_dim, feat_dim: T and D.
+    platforms: lowering platforms, e.g. ('cpu', 'cuda').
+
+  Returns:
+    jax.export.Exported taking (list of param arrays, features [b, T, D]).
+  """
+  def flat_forward(param_list, features):
+    return tuple(forward(jax.tree_util.tree_unflatten(treedef, param_list),
+                         features))
+
+  batch, = jax.export.symbolic_shape('batch')
+  specs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in arrays]
+  features = jax.ShapeDtypeStruct((batch, temporal_dim, feat_dim), jnp.float32)
+  return jax.export.export(jax.jit(flat_forward), platforms=tuple(platforms))(
+      specs, features)
+
+
+def metadata(config, exported, names: list[str], where: str,
+             out_names: tuple[str, ...]) -> dict:
+  """metadata.json contents (`out_names`: the model's output names)."""
+
+  def shape(aval):
+    return [d if isinstance(d, int) else str(d) for d in aval.shape]
+
+  return {
+      'format': FORMAT, 'model_name': config.model_name,
+      'temporal_dim': config.model.temporal_dim,
+      'feat_dim': config.model.feat_dim,
+      'input': {'name': 'features', 'shape': shape(exported.in_avals[-1]),
+                'dtype': 'float32'},
+      'outputs': [{'name': n, 'shape': shape(a), 'dtype': str(a.dtype)}
+                  for n, a in zip(out_names, exported.out_avals)],
+      'param_names': names, 'platforms': list(exported.platforms),
+      'jax_version': jax.__version__,
+      'calling_convention_version': exported.calling_convention_version,
+      'checkpoint': where, 'model': config.model.to_dict(),
+      'test': config.test.to_dict(),
+  }
+
+
+def write_model_dir(out_dir: str, exported, names: list[str],
+                    arrays: list[np.ndarray], meta: dict) -> None:
+  """Writes the model folder; it appears complete or not at all."""
+  out_dir = os.path.abspath(out_dir)
+  tmp = f'{out_dir}.tmp{os.getpid()}'
+  shutil.rmtree(tmp, ignore_errors=True)
+  try:
+    os.makedirs(tmp)
+    with open(os.path.join(tmp, 'model.jax'), 'wb') as f:
+      f.write(exported.serialize())
+    np.savez(os.path.join(tmp, 'params.npz'), **dict(zip(names, arrays)))
+    with open(os.path.join(tmp, 'metadata.json'), 'w') as f:
+      json.dump(meta, f, indent=2)
+    with open(os.path.join(tmp, 'load_model.py'), 'w') as f:
+      f.write(LOADER_SOURCE)
+    if os.path.isdir(out_dir):
+      shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+  except OSError as e:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise errors.TalError(f'{out_dir}: cannot write ({e.strerror})') from None
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+
+
+LOADER_SOURCE = r'''"""Loads a model exported by tal_jax; needs only jax and numpy.
+
+    import sys
+    sys.path.insert(0, 'model_dir')
+    import load_model
+    model = load_model.load()            # this file's folder (or load(path))
+    outputs = model(features)            # features: [B, T, D] float32, any B
+    outputs['confidence_map'], outputs['start'], outputs['end']   # BMN
+
+or, as a smoke test: python model_dir/load_model.py [features.npy]
+
+Files beside this one:
+  model.jax      jax.export serialised forward (StableHLO), batch size symbolic,
+                 lowered for the platforms in metadata.json (cpu, cuda)
+  params.npz     parameters, passed as arguments in metadata['param_names'] order
+  metadata.json  model name, temporal_dim T, feat_dim D, input/output names and
+                 shapes, jax version, config.model and config.test (soft-NMS)
+
+Outputs are the model's raw outputs (BMN: confidence_map [B, T, T, 2], channel 0
+regression and 1 classification, cell [d, s] = proposal [s/T, (s+d+1)/T];
+start [B, T]; end [B, T]). Decoding + soft-NMS is tal_jax.localizers.bmn.postprocess.
+
+Compatibility: JAX guarantees that a serialised export keeps loading in a
+jax/jaxlib up to 6 months newer than the one that exported it (forward, in an
+older jax, only a few weeks). The long-term format is the Orbax checkpoint
+plus tal_jax: re-export from it (python -m tal_jax.tools.export) after that.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+_YNN_OFF = '--xla_cpu_experimental_ynn_fusion_type='
+
+
+def _guard_xla_flags(jax_version):
+  """jaxlib 0.10.x on CPU miscompiles some fused matmul-reductions (XLA's YNN
+  fusion); turn it off as tal_jax does. Only effective before JAX runs its
+  first computation (import this module first)."""
+  flags = os.environ.get('XLA_FLAGS', '')
+  if (jax_version.startswith('0.10.') and
+      'xla_cpu_experimental_ynn_fusion_type' not in flags):
+    os.environ['XLA_FLAGS'] = (flags + ' ' + _YNN_OFF).strip()
+
+
+class ExportedModel:
+  """model(features [B, T, D]) -> {output name: numpy array}."""
+
+  def __init__(self, model_dir=HERE):
+    import jax  # pylint: disable=g-import-not-at-top
+    from jax import export  # pylint: disable=g-import-not-at-top
+    with open(os.path.join(model_dir, 'metadata.json')) as f:
+      self.metadata = json.load(f)
+    with open(os.path.join(model_dir, 'model.jax'), 'rb') as f:
+      self.exported = export.deserialize(bytearray(f.read()))
+    with np.load(os.path.join(model_dir, 'params.npz')) as z:
+      self.params = [jax.device_put(z[n]) for n in self.metadata['param_names']]
+    self.output_names = [o['name'] for o in self.metadata['outputs']]
+    self._call = jax.jit(self.exported.call)
+
+  def __call__(self, features):
+    features = np.asarray(features, np.float32)
+    t, d = self.metadata['temporal_dim'], self.metadata['feat_dim']
+    if features.ndim != 3 or features.shape[1:] != (t, d):
+      raise ValueError(f'features must be [B, {t}, {d}], got {features.shape}')
+    outputs = self._call(self.params, features)
+    return {n: np.asarray(o) for n, o in zip(self.output_names, outputs)}
+
+
+def load(model_dir=HERE):
+  """The exported model in `model_dir` (default: this file's folder)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  _guard_xla_flags(jax.__version__)
+  return ExportedModel(model_dir)
+
+
+if __name__ == '__main__':
+  model = load()
+  meta = model.metadata
+  if len(sys.argv) > 1:
+    x = np.load(sys.argv[1])
+    x = x[None] if x.ndim == 2 else x
+  else:
+    x = np.zeros((2, meta['temporal_dim'], meta['feat_dim']), np.float32)
+  for name, value in model(x).items():
+    print(name, value.shape, value.dtype)
+'''

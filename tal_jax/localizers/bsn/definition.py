@@ -1,0 +1,303 @@
+"""BSN's three stages as pieces of the shared loop, and the files between them.
+
+  TEM (configs/bsn_tem.py): trained by tal_jax.main like BMN; each epoch it is
+      evaluated by the AR@AN of its PGM candidates ranked by start x end score
+      (MMAction2 evaluates nothing here). `--mode=test` runs TEM on the test
+      split (all videos: anet_anno_full.json) and writes
+      <workdir>/tem_results.npz (+ MMAction2's tem_results/*.csv on request).
+  PGM (configs/bsn_pgm.py, tools/bsn_proposal_generation.py): candidates and
+      BSP features from the TEM results -> <out>/pgm_{train,test}.npz
+      (+ MMAction2's pgm_proposals/*.csv, pgm_features/*.npy on request).
+  PEM (configs/bsn_pem.py): trained by tal_jax.main on pgm_train.npz,
+      evaluated (AR@AN) and tested on pgm_test.npz.
+
+File formats (ours; MMAction2's are written beside them when asked):
+  tem_results.npz: names [N] str, tem_output [N, T, 3] float32.
+  pgm_<mode>.npz: names [N] str, offsets [N + 1] int64, proposals [sum P, 7]
+      float64 (rows of video i are offsets[i]:offsets[i+1], MMAction2's CSV
+      columns and order), feature_offsets [N + 1], bsp_features [sum K, 32]
+      float64 (K = min(P, top_k)).
+"""
+
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from tal_jax.localizers.bsn import files as bsn_io
+from tal_jax.localizers.bsn import losses as bsn_losses
+from tal_jax.localizers.bsn import targets as bsn_targets
+from tal_jax import errors
+from tal_jax.engine import model_def
+from tal_jax.engine import predict
+from tal_jax.engine import runlog
+from tal_jax.ops import losses
+from tal_jax.ops import segments
+from tal_jax.localizers.bsn import pgm
+from tal_jax.localizers.bsn import convert as bsn_convert
+from tal_jax.localizers.bsn import model as bsn_models
+
+TEM_RESULTS = 'tem_results.npz'
+# Videos per PGM call (bounds memory; one progress-bar tick each).
+PGM_CHUNK = 256
+
+
+# ----------------------------------------------------------------------- TEM
+
+
+def tem_train_arrays(videos, config) -> dict[str, np.ndarray]:
+  """Features and TEM labels (action, start, end) [N, T] of a split."""
+  gt, gt_mask = segments.normalize_gt_batch(videos)
+  action, start, end = bsn_targets.tem_targets_batch(
+      gt, gt_mask, config.model.temporal_dim, config.model.boundary_ratio)
+  return {'inputs': np.asarray(videos.features, np.float32),
+          'action': action, 'start': start, 'end': end}
+
+
+def tem_loss_fn(module, params, batch, rng, config):
+  """TEM loss on groups of config.train.videos_per_loss videos (MMAction2's
+  per-GPU batch)."""
+  out = module.apply({'params': params}, batch['inputs'])
+
+  def one_group(o, a, s, e, key):
+    del key
+    return bsn_losses.tem_loss(o, a, s, e, config.model.tem_match_threshold,
+                               config.model.loss_weight)
+
+  return losses.grouped_loss(
+      one_group, (out, batch['action'], batch['start'], batch['end']), rng,
+      config.train.videos_per_loss)
+
+
+def tem_decode(outputs, batch, config):
+  """TEM outputs [B, T, 3] -> the top PGM candidates by start x end score.
+
+  Returns (proposals [B, k, 3] normalised (tmin, tmax, score), valid [B, k]),
+  k = config.test.post_process_top_k.
+  """
+  del batch
+  tem = np.asarray(outputs, np.float32)
+  no_gt = [np.zeros((0, 2))] * len(tem)
+  cands = pgm.generate_candidate_proposals(
+      pgm.tem_result_table(tem), no_gt, config.test.peak_threshold)
+  k = config.test.post_process_top_k
+  props = np.zeros((len(tem), k, 3), np.float64)
+  valid = np.zeros((len(tem), k), bool)
+  for i, c in enumerate(cands):
+    n = min(k, len(c))
+    props[i, :n] = c[:n][:, [0, 1, 4]]
+    valid[i, :n] = True
+  return props, valid
+
+
+def write_tem_results(path: str, names: list[str], tem_output: np.ndarray,
+                      csv_dir: str = '') -> None:
+  """Saves TEM outputs [N, T, 3]; with `csv_dir`, also MMAction2's CSVs."""
+  with errors.atomic_path(path, '.npz') as tmp:
+    with open(tmp, 'wb') as f:
+      np.savez(f, names=np.asarray(names), tem_output=tem_output)
+  if csv_dir:
+    os.makedirs(csv_dir, exist_ok=True)
+    for name, out in zip(names, tem_output):
+      bsn_io.write_tem_result(bsn_io.video_path(csv_dir, name, '.csv'), out)
+
+
+def tem_test(predictor, variables, videos, workdir: str,
+             quiet: bool = False) -> dict[str, float]:
+  """ModelDef.test of TEM: outputs for every video of the test split.
+
+  Writes <workdir>/tem_results.npz (and tem_results/<video>.csv with
+  config.test.write_csv); returns {'videos': N}.
+  """
+  config = predictor.config
+  arrays = {'inputs': videos.features}
+  outputs = np.zeros((len(videos), config.model.temporal_dim, 3), np.float32)
+  for idx, out, _ in predict.forward_batches(
+      predictor, variables['params'], arrays, config.test.batch_size,
+      runlog.show_progress(quiet)):
+    outputs[idx] = out
+  if jax.process_index() == 0:
+    csv_dir = (os.path.join(workdir, 'tem_results') if config.test.write_csv
+               else '')
+    write_tem_results(os.path.join(workdir, TEM_RESULTS), videos.names,
+                      outputs, csv_dir)
+  runlog.info(f'TEM results of {len(videos)} videos -> '
+              f'{os.path.join(workdir, TEM_RESULTS)}', quiet)
+  return {'videos': len(videos)}
+
+
+def load_tem_results(path: str) -> dict[str, np.ndarray]:
+  """{name: [T, 3] float32} from a tem_results.npz."""
+  if not os.path.isfile(path):
+    raise errors.TalError(f'TEM results not found: {path} (run tal_jax.main '
+                          'with configs/bsn_tem.py --mode=test first)')
+  with np.load(path) as f:
+    return dict(zip(f['names'].tolist(), f['tem_output']))
+
+
+# ----------------------------------------------------------------------- PGM
+
+
+def run_pgm(tem_results: dict[str, np.ndarray], records: dict[str, Any],
+            out_path: str, top_k: int, pgm_config: ml_collections.ConfigDict,
+            mmaction2_dir: str = '', progress: bool = False) -> int:
+  """PGM for the videos of `records` that have annotations (as MMAction2).
+
+  Writes `out_path` (pgm_<mode>.npz); with `mmaction2_dir`, also
+  <dir>/pgm_proposals/*.csv and <dir>/pgm_features/*.npy. Returns the number
+  of videos processed. `progress` shows a bar over chunks of videos.
+  """
+  names = sorted(n for n, r in records.items() if r['annotations'])
+  missing = [n for n in names if n not in tem_results]
+  if missing:
+    raise errors.TalError(f'video {missing[0]}: no TEM result ({len(missing)} '
+                          'videos missing); run TEM --mode=test on a split '
+                          'that covers them')
+  proposals, features = [], []
+  chunks = [names[i:i + PGM_CHUNK] for i in range(0, len(names), PGM_CHUNK)]
+  if progress:
+    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+    chunks = tqdm(chunks, desc=f'PGM ({len(names)} videos, chunks of '
+                  f'{PGM_CHUNK})')
+  for chunk in chunks:
+    p, f = pgm.proposal_generation(
+        np.stack([tem_results[n] for n in chunk]),
+        [pgm.pgm_gt_segments(records[n], n) for n in chunk], top_k,
+        pgm_config.peak_threshold,
+        bsp_boundary_ratio=pgm_config.bsp_boundary_ratio,
+        num_sample_start=pgm_config.num_sample_start,
+        num_sample_end=pgm_config.num_sample_end,
+        num_sample_action=pgm_config.num_sample_action,
+        num_sample_interp=pgm_config.num_sample_interp)
+    proposals += p
+    features += f
+  _save_pgm(out_path, names, proposals, features)
+  if mmaction2_dir:
+    for name, p, f in zip(names, proposals, features):
+      bsn_io.write_pgm_proposals(
+          bsn_io.video_path(os.path.join(mmaction2_dir, 'pgm_proposals'),
+                            name, '.csv'), p)
+      bsn_io.write_bsp_feature(
+          bsn_io.video_path(os.path.join(mmaction2_dir, 'pgm_features'),
+                            name, '.npy'), f)
+  return len(names)
+
+
+def _offsets(arrays) -> np.ndarray:
+  return np.concatenate([[0], np.cumsum([len(a) for a in arrays])]).astype(
+      np.int64)
+
+
+def _save_pgm(path, names, proposals, features) -> None:
+  flat_p = (np.concatenate(proposals) if proposals else np.zeros((0, 7)))
+  flat_f = (np.concatenate(features) if features else np.zeros((0, 32)))
+  with errors.atomic_path(path, '.npz') as tmp:
+    with open(tmp, 'wb') as f:
+      np.savez(f, names=np.asarray(names, dtype=str),
+               offsets=_offsets(proposals), proposals=flat_p,
+               feature_offsets=_offsets(features), bsp_features=flat_f)
+
+
+def load_pgm(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """{name: (proposals [P, 7] float64, bsp_features [K, 32] float64)}."""
+  if not os.path.isfile(path):
+    raise errors.TalError(f'PGM results not found: {path} (run '
+                          'tal_jax.tools.bsn_proposal_generation first)')
+  with np.load(path) as f:
+    off, foff = f['offsets'], f['feature_offsets']
+    props, feats = f['proposals'], f['bsp_features']
+    return {n: (props[off[i]:off[i + 1]], feats[foff[i]:foff[i + 1]])
+            for i, n in enumerate(f['names'].tolist())}
+
+
+# ----------------------------------------------------------------------- PEM
+
+
+def _pgm_file(config, mode: str) -> str:
+  if not config.data.pgm_dir:
+    raise errors.TalError('config.data.pgm_dir is empty: point it at the '
+                          'folder bsn_proposal_generation wrote')
+  return os.path.join(os.path.expanduser(config.data.pgm_dir),
+                      f'pgm_{mode}.npz')
+
+
+def _pem_rows(videos, config, mode: str, top_k: int):
+  table = load_pgm(_pgm_file(config, mode))
+  names = [n for n in videos.names if n in table]
+  if not names:
+    raise errors.TalError(f'{_pgm_file(config, mode)} has none of the '
+                          f'{len(videos)} videos of the split')
+  props = [table[n][0] for n in names]
+  feats = [table[n][1] for n in names]
+  feature, iou, valid = bsn_targets.pem_targets(props, feats, top_k)
+  return names, props, feature, iou, valid
+
+
+def pem_train_arrays(videos, config) -> dict[str, np.ndarray]:
+  """BSP features [N, 500, 32], their IoU targets and validity (train top_k)."""
+  _, _, feature, iou, valid = _pem_rows(videos, config, 'train',
+                                        config.model.train_top_k)
+  return {'inputs': feature, 'iou': iou, 'valid': valid}
+
+
+def pem_eval_arrays(videos, config) -> dict[str, np.ndarray]:
+  """Test-time inputs for every video of the split, in its order.
+
+  A video without PGM proposals gets none (zero recall), as MMAction2 would
+  give it no results.
+  """
+  top_k = config.model.test_top_k
+  names, props, feature, _, valid = _pem_rows(videos, config, 'test', top_k)
+  index = {n: i for i, n in enumerate(names)}
+  n = len(videos)
+  inputs = np.zeros((n, top_k, config.model.feat_dim), np.float32)
+  proposals = np.zeros((n, top_k, 4), np.float32)
+  ok = np.zeros((n, top_k), bool)
+  for row, name in enumerate(videos.names):
+    if name in index:
+      i = index[name]
+      k = min(top_k, len(props[i]))
+      inputs[row], ok[row] = feature[i], valid[i]
+      proposals[row, :k] = props[i][:k, :4].astype(np.float32)
+  return {'inputs': inputs, 'proposals': proposals, 'valid': ok}
+
+
+def pem_loss_fn(module, params, batch, rng, config):
+  """PEM loss over all proposals of each group of videos (MMAction2
+  concatenates the proposals of its per-GPU batch)."""
+  out = module.apply({'params': params}, batch['inputs'])
+  m = config.model
+
+  def one_group(o, iou, valid, key):
+    return bsn_losses.pem_loss(
+        o, iou, valid, key,
+        pem_high_temporal_iou_threshold=m.pem_high_temporal_iou_threshold,
+        pem_low_temporal_iou_threshold=m.pem_low_temporal_iou_threshold,
+        pem_u_ratio_m=m.pem_u_ratio_m, pem_u_ratio_l=m.pem_u_ratio_l)
+
+  return losses.grouped_loss(one_group, (out, batch['iou'], batch['valid']),
+                            rng, config.train.videos_per_loss)
+
+
+def pem_decode(outputs, batch, config):
+  t = config.test
+  return pgm.pem_post_processing(
+      batch['proposals'], outputs, batch['valid'], t.soft_nms_alpha,
+      t.soft_nms_low_threshold, t.soft_nms_high_threshold,
+      t.post_process_top_k)
+
+
+TEM_DEFINITION = model_def.ModelDef(
+    build=bsn_models.tem_from_config, init_inputs=bsn_models.tem_inputs,
+    train_arrays=tem_train_arrays, eval_arrays=model_def.feature_arrays,
+    loss=tem_loss_fn, forward=model_def.apply_forward, decode=tem_decode,
+    test=tem_test, import_state_dict=bsn_convert.import_state_dict)
+
+PEM_DEFINITION = model_def.ModelDef(
+    build=bsn_models.pem_from_config, init_inputs=bsn_models.pem_init_inputs,
+    train_arrays=pem_train_arrays, eval_arrays=pem_eval_arrays,
+    loss=pem_loss_fn, forward=model_def.apply_forward, decode=pem_decode,
+    uses_features=False, to_seconds=pgm.to_seconds,
+    import_state_dict=bsn_convert.import_state_dict)
