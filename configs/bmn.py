@@ -11,7 +11,10 @@ Usage:
 
 The config argument picks a preset: '' (the embedded default dataset at its
 default size), 'full' (the embedded dataset at ActivityNet's size: 9,649 train /
-4,728 val videos), 'tiny' (a few videos and a narrow model, for tests).
+4,728 val videos), 'tiny' (a few videos and a narrow model, for tests),
+'slowonly_k700' (MMAction2 1.2.0's `bmn_2xb8-2048x100-9e_activitynet-slowonly-k700-feature.py`: 2048-d SlowOnly-K700 features in
+MMAction2's data layout, paths relative to the working directory as there; set
+--config.data.* to read them from elsewhere).
 """
 
 import ml_collections
@@ -21,7 +24,7 @@ from tal_jax.data import pipeline
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  """Returns the BMN config; `arg` is '', 'full' or 'tiny'."""
+  """Returns the BMN config; `arg` is '', 'full', 'tiny' or 'slowonly_k700'."""
   config = config_utils.base_config('bmn')
   # Data fields shared by every model: see tal_jax/data/pipeline.py.
   config.data = data = pipeline.data_config()
@@ -72,7 +75,17 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     train.videos_per_loss = 2
     train.num_epochs = 2
     train.lr_milestones = (1,)
+  elif arg == 'slowonly_k700':
+    # bmn_2xb8-2048x100-9e_activitynet-slowonly-k700-feature.py:
+    # model = dict(feat_dim=2048).
+    model.feat_dim = 2048
+    # The same file: data_root = data_root_val.
+    data.feature_dir = 'data/ActivityNet/k700slowonly'
+    # The same file: ann_file_train / ann_file_val / ann_file_test.
+    data.ann_file_train = 'data/ActivityNet/anet_anno_train.json'
+    data.ann_file_val = 'data/ActivityNet/anet_anno_val.json'
+    data.ann_file_test = 'data/ActivityNet/anet_anno_val.json'
   elif arg not in ('', 'full'):
     raise ValueError(f"configs/bmn.py: unknown preset '{arg}' "
-                     "(use '', 'full' or 'tiny')")
+                     "(use '', 'full', 'tiny' or 'slowonly_k700')")
   return config

@@ -5,7 +5,10 @@ Usage (after PGM in both modes):
       --config.data.pgm_dir=work_dirs/bsn/pgm
   python -m tal_jax.main --config=configs/bsn_pem.py --workdir=work_dirs/bsn/pem \
       --config.data.pgm_dir=work_dirs/bsn/pgm --mode=test
-Presets: '' (embedded dataset), 'full' (ActivityNet-sized), 'tiny' (tests).
+Presets: '' (embedded dataset), 'full' (ActivityNet-sized), 'tiny' (tests),
+'slowonly_k700' (MMAction2 1.2.0's
+`bsn_pem_1xb16-2048x100-20e_activitynet-slowonly-k700-feature.py`: the same PEM settings, MMAction2's
+data paths).
 """
 
 import ml_collections
@@ -15,7 +18,7 @@ from tal_jax.data import pipeline
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  """Returns the PEM config; `arg` is '', 'full' or 'tiny'."""
+  """Returns the PEM config; `arg` is '', 'full', 'tiny' or 'slowonly_k700'."""
   config = config_utils.base_config('bsn_pem')
   # Data fields shared by every model; set data.pgm_dir.
   config.data = data = pipeline.data_config()
@@ -54,7 +57,16 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     train.videos_per_loss = 4
     train.num_epochs = 2
     train.lr_milestones = (1,)
+  elif arg == 'slowonly_k700':
+    # bsn_pem_1xb16-2048x100-20e_activitynet-slowonly-k700-feature.py:
+    # data_root = data_root_val = 'data/ActivityNet/k700slowonly' (PEM reads
+    # PGM's BSP features: model.feat_dim stays 32).
+    data.feature_dir = 'data/ActivityNet/k700slowonly'
+    # The same file: ann_file_train / ann_file_val / ann_file_test.
+    data.ann_file_train = 'data/ActivityNet/anet_anno_train.json'
+    data.ann_file_val = 'data/ActivityNet/anet_anno_val.json'
+    data.ann_file_test = 'data/ActivityNet/anet_anno_val.json'
   elif arg not in ('', 'full'):
     raise ValueError(f"configs/bsn_pem.py: unknown preset '{arg}' "
-                     "(use '', 'full' or 'tiny')")
+                     "(use '', 'full', 'tiny' or 'slowonly_k700')")
   return config

@@ -7,6 +7,9 @@ Usage (after TEM's --mode=test):
       --tem-dir=work_dirs/bsn/tem --out-dir=work_dirs/bsn/pgm --mode=test
 Train mode reads ann_file_train (top 500 BSP features per video), test mode
 ann_file_val (top 1000), as MMAction2's tools/misc/bsn_proposal_generation.py.
+Presets: '' (embedded dataset), 'full' (ActivityNet-sized), 'tiny' (tests),
+'slowonly_k700' (MMAction2 1.2.0's `bsn_pgm_2048x100_activitynet-slowonly-k700-feature.py`: the same PGM
+settings, MMAction2's data paths).
 """
 
 import ml_collections
@@ -15,7 +18,7 @@ from tal_jax.data import pipeline
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  """Returns the PGM config; `arg` is '', 'full' or 'tiny'."""
+  """Returns the PGM config; `arg` is '', 'full', 'tiny' or 'slowonly_k700'."""
   config = ml_collections.ConfigDict()
   config.model_name = 'bsn_pgm'
   # Data fields shared by every model (only the annotation files are read).
@@ -34,7 +37,15 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # Start/end regions extend by this fraction of the proposal length.
   pgm.bsp_boundary_ratio = 0.2
   pipeline.apply_data_preset(data, arg)
-  if arg not in ('', 'full', 'tiny'):
+  if arg == 'slowonly_k700':
+    # bsn_pgm_2048x100_activitynet-slowonly-k700-feature.py: data_root =
+    # data_root_val (PGM reads TEM results, not features).
+    data.feature_dir = 'data/ActivityNet/k700slowonly'
+    # The same file: ann_file_train / ann_file_val / ann_file_test.
+    data.ann_file_train = 'data/ActivityNet/anet_anno_train.json'
+    data.ann_file_val = 'data/ActivityNet/anet_anno_val.json'
+    data.ann_file_test = 'data/ActivityNet/anet_anno_test.json'
+  elif arg not in ('', 'full', 'tiny'):
     raise ValueError(f"configs/bsn_pgm.py: unknown preset '{arg}' "
-                     "(use '', 'full' or 'tiny')")
+                     "(use '', 'full', 'tiny' or 'slowonly_k700')")
   return config

@@ -6,7 +6,11 @@ Usage:
   python -m tal_jax.main --config=configs/bsn_tem.py --workdir=work_dirs/bsn/tem --mode=test
 Real data: the same --config.data.* fields as configs/bmn.py, with
 --config.data.ann_file_test=.../anet_anno_full.json (as MMAction2).
-Presets: '' (embedded dataset), 'full' (ActivityNet-sized), 'tiny' (tests).
+Presets: '' (embedded dataset), 'full' (ActivityNet-sized), 'tiny' (tests),
+'slowonly_k700' (MMAction2 1.2.0's `bsn_tem_1xb16-2048x100-20e_activitynet-k700-feature.py`: 2048-d
+SlowOnly-K700 features in MMAction2's data layout; its test file is
+anet_anno_trainval.json, which MMAction2's process_annotations.py does not
+write: make it, or set --config.data.ann_file_test).
 """
 
 import ml_collections
@@ -16,7 +20,8 @@ from tal_jax.data import pipeline
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  """Returns the TEM config; `arg` is '', 'full' or 'tiny'."""
+  """Returns the TEM config; `arg` is '', 'full', 'tiny' or
+  'slowonly_k700'."""
   config = config_utils.base_config('bsn_tem')
   # Data fields shared by every model; TEM's test split is every video.
   config.data = data = pipeline.data_config(synthetic_test_split='full')
@@ -57,7 +62,18 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     train.videos_per_loss = 4
     train.num_epochs = 2
     train.lr_milestones = (1,)
+  elif arg == 'slowonly_k700':
+    # bsn_tem_1xb16-2048x100-20e_activitynet-k700-feature.py:
+    # model = dict(tem_feat_dim=2048).
+    model.feat_dim = 2048
+    # The same file: data_root = data_root_val.
+    data.feature_dir = 'data/ActivityNet/k700slowonly'
+    # The same file: ann_file_train / ann_file_val / ann_file_test (trainval
+    # there, anet_anno_full.json in the 400x100 file).
+    data.ann_file_train = 'data/ActivityNet/anet_anno_train.json'
+    data.ann_file_val = 'data/ActivityNet/anet_anno_val.json'
+    data.ann_file_test = 'data/ActivityNet/anet_anno_trainval.json'
   elif arg not in ('', 'full'):
     raise ValueError(f"configs/bsn_tem.py: unknown preset '{arg}' "
-                     "(use '', 'full' or 'tiny')")
+                     "(use '', 'full', 'tiny' or 'slowonly_k700')")
   return config

@@ -14,9 +14,10 @@ Rows:
   `--videos` random smooth score maps, videos/s.
 - epoch: `--videos` training videos at the largest batch plus inference and
   post-processing of the same videos, seconds (data already in memory).
-MMAction2 1.2.0's train step is measured in the same run when its reference
-environment exists (`--refenv`, via experiments/bench_bmn_layer.py); otherwise
-its rows say "not compared".
+MMAction2 1.2.0's train step is measured in the same run in the reference
+environment ($TAL_JAX_REFENV, experiments/README.md; via
+experiments/bench_bmn_layer.py) unless --skip-mmaction2, when its rows say "not
+compared".
 """
 
 import argparse
@@ -36,6 +37,7 @@ from tal_jax.engine import parallel  # noqa: E402
 from tal_jax.localizers.bmn import postprocess  # noqa: E402
 from tal_jax.engine import trainer as train  # noqa: E402
 from tal_jax import localizers
+import refenv  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -111,14 +113,13 @@ def time_epoch(trainer, state, arrays, batch) -> float:
   return time.perf_counter() - t
 
 
-def mmaction2_step(refenv: str, batch: int, reps: int) -> str:
-  if not os.path.exists(refenv):
+def mmaction2_step(ref_python: str | None, batch: int, reps: int) -> str:
+  if ref_python is None:
     return 'not compared'
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   import bench_bmn_layer  # pylint: disable=g-import-not-at-top
-  bench_bmn_layer.REFENV = refenv
   try:
-    _, step = bench_bmn_layer.time_mmaction2(batch, reps)
+    _, step = bench_bmn_layer.time_mmaction2(ref_python, batch, reps)
     return f'{batch / step:.2f}'
   except Exception as e:  # pylint: disable=broad-except
     return f'failed ({type(e).__name__})'
@@ -132,8 +133,10 @@ def main():
   parser.add_argument('--bm-layers', default='reassociated,dense')
   parser.add_argument('--videos', type=int, default=4728)
   parser.add_argument('--reps', type=int, default=5)
-  parser.add_argument('--refenv', default='/work/refenv/bin/python')
+  parser.add_argument('--skip-mmaction2', action='store_true')
   args = parser.parse_args()
+  ref_python = (None if args.skip_mmaction2 else
+                refenv.python(refenv.MMACTION2_120))
   batches = [int(b) for b in args.batches.split(',')]
   arrays = random_split(max(max(batches), min(args.videos, 256)))
   print(f'device: {jax.devices()[0].device_kind} x {jax.device_count()}')
@@ -141,7 +144,7 @@ def main():
         'MMAction2 videos/s |\n|---|---|---|---|---|---|---|')
   last = None
   for batch in batches:
-    mm = mmaction2_step(args.refenv, batch, min(args.reps, 3))
+    mm = mmaction2_step(ref_python, batch, min(args.reps, 3))
     for dtype in args.dtypes.split(','):
       for layer in args.bm_layers.split(','):
         sec, trainer, state = time_train_step(batch, dtype, layer, args.reps,

@@ -6,7 +6,8 @@ Usage (from the repository root):
 Full-size BMN (T=100, D=400, widths 256/128/512, N=32x3), fp32, random
 weights and features. 'train step' = forward + BMN loss + gradients (labels
 excluded; they are computed once per split in tal_jax). MMAction2 1.2.0 runs in
-a subprocess with /work/refenv/bin/python (train step there includes its
+a subprocess of the reference environment ($TAL_JAX_REFENV,
+experiments/README.md) (train step there includes its
 per-batch label generation, as in its training loop). Prints a table of medians.
 """
 
@@ -28,8 +29,8 @@ from tal_jax.localizers.bmn import loss as losses  # noqa: E402
 from tal_jax.localizers.bmn import targets  # noqa: E402
 from tal_jax.localizers.bmn import model as bmn  # noqa: E402
 from tal_jax.localizers.bmn import boundary_matching
+import refenv  # noqa: E402
 
-REFENV = '/work/refenv/bin/python'
 MMACTION2 = r'''
 import sys, time, types, os, numpy as np, torch
 torch.set_num_threads(os.cpu_count())
@@ -84,10 +85,10 @@ def time_tal_jax(bm_layer, batch, reps):
           _median_time(lambda: step(params), reps))
 
 
-def time_mmaction2(batch, reps):
+def time_mmaction2(ref_python, batch, reps):
   golden = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..',
                         'tests', 'golden')
-  out = subprocess.run([REFENV, '-c', MMACTION2, str(batch), str(reps),
+  out = subprocess.run([ref_python, '-c', MMACTION2, str(batch), str(reps),
                         golden], check=True, capture_output=True, text=True)
   rows = dict(line.rsplit(' ', 1) for line in out.stdout.strip().splitlines())
   return float(rows['forward']), float(rows['train step'])
@@ -101,7 +102,8 @@ def main():
   args = parser.parse_args()
   rows = {}
   if not args.skip_mmaction2:
-    rows['MMAction2 1.2.0 (torch CPU)'] = time_mmaction2(args.batch, args.reps)
+    rows['MMAction2 1.2.0 (torch CPU)'] = time_mmaction2(
+        refenv.python(refenv.MMACTION2_120), args.batch, args.reps)
   for bm_layer in ('reassociated', 'dense'):
     rows[f"tal_jax bm_layer='{bm_layer}'"] = time_tal_jax(
         bm_layer, args.batch, args.reps)

@@ -3,11 +3,11 @@ r"""Times tal_jax's AR@AN and ActivityNet mAP against MMAction2's functions.
   python experiments/bench_eval.py [--videos 4728] [--per-video 100]
 
 Ground truth: the real ActivityNet validation annotations (4,728 videos,
-/work/shared/data/activitynet). Proposals: `--per-video` random segments per
+tests/data/). Proposals: `--per-video` random segments per
 video with scores rounded to 3 decimals (ties); detections: the same
 segments labelled with the video's first gt class. The inputs go to a temp
-.npz; MMAction2 1.2.0 runs on them in a subprocess with /work/refenv/bin/python
-(`average_recall_at_avg_proposals` and `ActivityNetLocalization.evaluate`,
+.npz; MMAction2 1.2.0 runs on them in a subprocess of the reference
+environment ($TAL_JAX_REFENV, experiments/README.md) (`average_recall_at_avg_proposals` and `ActivityNetLocalization.evaluate`,
 file parsing excluded). tal_jax is timed through its dict-level API
 (`ar_an_metrics`, `activitynet_map`: conversion from dicts included), median
 of 3. Prints a table with the speed-up and the largest metric difference.
@@ -15,6 +15,7 @@ of 3. Prints a table with the speed-up and the largest metric difference.
 
 import argparse
 import csv
+import gzip
 import json
 import os
 import subprocess
@@ -28,9 +29,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tal_jax  # pylint: disable=unused-import
 import numpy as np
 from tal_jax import evaluation
+import refenv
 
-DATA = '/work/shared/data/activitynet'
-REF_PYTHON = '/work/refenv/bin/python'
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                    'tests', 'data')
 
 REFERENCE = r'''
 import json, sys, time
@@ -64,9 +66,9 @@ print(json.dumps(dict(t_ar=t_ar, t_map=t_map, ar=ar, average_mAP=float(avg), mAP
 
 def make_inputs(num_videos, per_video, seed=0):
   """Real validation gt + random proposals/detections, as arrays."""
-  with open(os.path.join(DATA, 'video_info_new.csv')) as f:
+  with gzip.open(os.path.join(DATA, 'video_info_new.csv.gz'), 'rt') as f:
     val = [r['video'] for r in csv.DictReader(f) if r['subset'] == 'validation']
-  with open(os.path.join(DATA, 'anet_anno_action.json')) as f:
+  with gzip.open(os.path.join(DATA, 'anet_anno_action.json.gz'), 'rt') as f:
     anno = json.load(f)
   val = val[:num_videos]
   names = sorted({a['label'] for v in val for a in anno[v]['annotations']})
@@ -118,12 +120,13 @@ def main():
   parser.add_argument('--videos', type=int, default=4728)
   parser.add_argument('--per-video', type=int, default=100)
   args = parser.parse_args()
+  ref_python = refenv.python(refenv.MMACTION2_120)
   d = make_inputs(args.videos, args.per_video)
   warnings.simplefilter('ignore')
   with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, 'inputs.npz')
     np.savez(path, **d)
-    out = subprocess.run([REF_PYTHON, '-c', REFERENCE, path, tmp],
+    out = subprocess.run([ref_python, '-c', REFERENCE, path, tmp],
                          capture_output=True, text=True, check=True)
     ref = json.loads(out.stdout.strip().splitlines()[-1])
   t_ar, t_map, ar, mp = run_tal_jax(d)

@@ -1,7 +1,7 @@
 """Benchmark: BSN proposal generation (PGM), tal_jax vs MMAction2 1.2.0.
 
 Takes the 4,728 ActivityNet-1.3 validation videos' real annotations
-(/work/shared/data/activitynet) and synthesises a TEM output per video (T=100:
+(tests/data/) and synthesises a TEM output per video (T=100:
 action plateaus over the gts, start/end bumps at the gt boundaries, plus
 noise), writes them as MMAction2 TEM result CSVs, then runs the whole PGM
 stage of tools/misc/bsn_proposal_generation.py (test mode) both ways:
@@ -10,7 +10,8 @@ stage of tools/misc/bsn_proposal_generation.py (test mode) both ways:
 tal_jax: tal_jax.localizers.bsn.pgm + tal_jax.localizers.bsn.files on all videos, one process.
 MMAction2: generate_candidate_proposals / generate_bsp_feature (its own
 functions) and np.savetxt / np.save as the tool does, one process, in
-/work/refenv/bin/python on the same TEM CSVs, for --ref-videos evenly spaced
+the reference environment ($TAL_JAX_REFENV, experiments/README.md) on the
+same TEM CSVs, for --ref-videos evenly spaced
 videos (default 200); its time is extrapolated to all videos (the table says
 so). Both sides' proposal CSVs and feature files are compared byte for byte /
 value for value on the videos MMAction2 ran.
@@ -21,6 +22,7 @@ value for value on the videos MMAction2 ran.
 
 import argparse
 import csv
+import gzip
 import json
 import os
 import subprocess
@@ -35,9 +37,10 @@ import tal_jax  # pylint: disable=g-import-not-at-top,unused-import
 from tal_jax.localizers.bsn import files as bsn_io  # pylint: disable=g-import-not-at-top
 from tal_jax.localizers.bsn import pgm  # pylint: disable=g-import-not-at-top
 from tal_jax.ops import segments
+import refenv  # pylint: disable=g-import-not-at-top
 
-DATA = '/work/shared/data/activitynet'
-REFENV = '/work/refenv/bin/python'
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                    'tests', 'data')
 T = 100
 TOP_K = 1000
 
@@ -79,9 +82,9 @@ print(json.dumps(dict(candidates=t1 - t0, write_proposals=t2 - t1,
 
 def val_records():
   """{name: record} of the 4,728 validation videos, in file order."""
-  with open(os.path.join(DATA, 'video_info_new.csv')) as f:
+  with gzip.open(os.path.join(DATA, 'video_info_new.csv.gz'), 'rt') as f:
     val = {r['video'] for r in csv.DictReader(f) if r['subset'] == 'validation'}
-  with open(os.path.join(DATA, 'anet_anno_action.json')) as f:
+  with gzip.open(os.path.join(DATA, 'anet_anno_action.json.gz'), 'rt') as f:
     anno = json.load(f)
   return {k: v for k, v in anno.items() if k in val}
 
@@ -138,12 +141,12 @@ def run_tal_jax(work, names, records, tem_output):
   return times
 
 
-def run_reference(work, names, records, subset):
+def run_reference(ref_python, work, names, records, subset):
   infos = [dict(records[i], video_name=names[i]) for i in subset]
   path = os.path.join(work, 'ref_infos.json')
   with open(path, 'w') as f:
     json.dump(infos, f)
-  out = subprocess.run([REFENV, '-c', REFERENCE, work, path], check=True,
+  out = subprocess.run([ref_python, '-c', REFERENCE, work, path], check=True,
                        capture_output=True, text=True)
   return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -167,6 +170,7 @@ def main(argv=None):
   parser.add_argument('--ref-videos', type=int, default=200,
                       help='videos MMAction2 runs on (time extrapolated)')
   args = parser.parse_args(argv)
+  ref_python = refenv.python(refenv.MMACTION2_120)
   by_name = val_records()
   names = list(by_name)
   records = [by_name[n] for n in names]
@@ -179,7 +183,7 @@ def main(argv=None):
     ours = run_tal_jax(work, names, records, tem_output)
     k = min(args.ref_videos, n)
     subset = np.linspace(0, n - 1, k).round().astype(int).tolist()
-    ref = run_reference(work, names, records, subset)
+    ref = run_reference(ref_python, work, names, records, subset)
     same_csv, same_feat = compare(work, names, subset)
   scale = n / k
   print(f'PGM, {n} videos (ActivityNet val annotations, synthetic TEM, T={T}),'

@@ -3,7 +3,8 @@
 Makes 4,728 random smooth BMN outputs (T=100, the ActivityNet val split's
 size), runs tal_jax's decode_bmn + post_processing in jitted batches, then runs
 MMAction2 1.2.0's own BMN.predict (decode loops + post_processing + soft_nms)
-in /work/refenv/bin/python on the same saved inputs, for all videos or a
+in the reference environment ($TAL_JAX_REFENV, experiments/README.md) on the
+same saved inputs, for all videos or a
 subset (--ref-videos; the time is then extrapolated, and the table says so).
 Both sides' proposals are compared on the videos MMAction2 ran.
 
@@ -24,8 +25,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tal_jax  # pylint: disable=g-import-not-at-top,unused-import
 import jax  # pylint: disable=g-import-not-at-top
 from tal_jax.localizers.bmn import postprocess  # pylint: disable=g-import-not-at-top
+import refenv  # pylint: disable=g-import-not-at-top
 
-REFENV = '/work/refenv/bin/python'
 T = 100
 NMS = (0.4, 0.5, 0.9, 100)  # configs/bmn.py config.test.*
 
@@ -99,10 +100,11 @@ np.savez(sys.argv[1] + '.out.npz', elapsed=elapsed,
 '''
 
 
-def run_mmaction2(path, num):
+def run_mmaction2(ref_python, path, num):
   """Runs MMAction2's BMN.predict on the first `num` saved videos."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  subprocess.run([REFENV, '-c', REF_SCRIPT, path, str(num), root], check=True)
+  subprocess.run([ref_python, '-c', REF_SCRIPT, path, str(num), root],
+                 check=True)
   with np.load(path + '.out.npz') as res:
     elapsed, counts, flat = float(res['elapsed']), res['counts'], res['rows']
   offsets = np.concatenate([[0], np.cumsum(counts)])
@@ -128,6 +130,7 @@ def main(argv=None):
                       help='videos MMAction2 runs (default: all)')
   parser.add_argument('--chunk', type=int, default=128)
   args = parser.parse_args(argv)
+  ref_python = refenv.python(refenv.MMACTION2_120)
   maps, start, end = smooth_outputs(args.videos)
   with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, 'inputs.npz')
@@ -141,7 +144,7 @@ def main(argv=None):
     num_ref = min(args.ref_videos or args.videos, args.videos)
     print(f'timing MMAction2 on {num_ref} videos ...', file=sys.stderr,
           flush=True)
-    ref_time, ref_rows = run_mmaction2(path, num_ref)
+    ref_time, ref_rows = run_mmaction2(ref_python, path, num_ref)
   same = compare(runs[0][1][:num_ref], ref_rows)
   ref_full = ref_time / num_ref * args.videos
   note = '' if num_ref == args.videos else (

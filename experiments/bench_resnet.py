@@ -1,9 +1,10 @@
 """ResNet-50 backbone speed: tal_jax (Flax, jit) vs torchvision on this machine.
 
-  python experiments/bench_resnet.py [--batch 8] [--torch_python PY]
+  python experiments/bench_resnet.py [--batch 8]
 
-Reference side: torchvision 0.29.1 resnet50 in /work/refenv_tv (see
-tests/golden/make_resnet_golden.py), run in a subprocess on the same shapes.
+Reference side: torchvision 0.29.1 resnet50 (torch 2.14.1) in the MMAction2
+0.24.1 reference environment ($TAL_JAX_REFENV, experiments/README.md), run in a
+subprocess on the same shapes.
 Work per call, 224x224 inputs, float32:
   forward   eval mode (SSN test: running BN stats), pooled features
   train     SSN's partial-BN train mode: forward + backward of
@@ -20,6 +21,8 @@ import sys
 import time
 
 import numpy as np
+
+import refenv
 
 REPS = 3
 
@@ -96,14 +99,14 @@ def bench_jax(batch):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--batch', type=int, default=8)
-  parser.add_argument('--torch_python', default='/work/refenv_tv/bin/python')
   parser.add_argument('--torch_side', action='store_true',
                       help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.torch_side:
     print(json.dumps(bench_torch(args.batch)))
     return
-  out = subprocess.run([args.torch_python, os.path.abspath(__file__),
+  out = subprocess.run([refenv.python(refenv.MMACTION2_0241),
+                        os.path.abspath(__file__),
                         '--torch_side', '--batch', str(args.batch)],
                        check=True, capture_output=True, text=True).stdout
   ref = json.loads(out.strip().splitlines()[-1])

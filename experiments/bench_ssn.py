@@ -1,8 +1,8 @@
 """SSN head-side speed and agreement at THUMOS size: tal_jax vs MMAction2 0.24.1.
 
-Usage (needs the 0.24.1 reference env for the comparison, see
-tests/golden/make_ssn_golden.py):
-  python experiments/bench_ssn.py [--ref-python /work/refenv024/bin/python]
+Usage (needs the MMAction2 0.24.1 reference environment: $TAL_JAX_REFENV,
+experiments/README.md):
+  python experiments/bench_ssn.py
 
 Measures (median of 3, warm; D=2048 ResNet-50 features, C=20 classes):
 * train step of the head: STPP + FCs + SSNLoss + backward, 8 videos x 8
@@ -21,6 +21,8 @@ import tempfile
 import time
 
 import numpy as np
+
+import refenv
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top
@@ -173,13 +175,13 @@ def _rel(a, b):
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--ref-python', default='/work/refenv024/bin/python')
-  args = parser.parse_args(argv)
+  parser.parse_args(argv)
+  ref_python = refenv.python(refenv.MMACTION2_0241)
   d = make_inputs(np.random.RandomState(0))
   mine = run_tal_jax(d)
   with tempfile.TemporaryDirectory() as tmp:
     np.savez(os.path.join(tmp, 'in.npz'), **d)
-    subprocess.run([args.ref_python, '-c', REF, os.path.join(tmp, 'in.npz'),
+    subprocess.run([ref_python, '-c', REF, os.path.join(tmp, 'in.npz'),
                     os.path.join(tmp, 'out.npz')], check=True,
                    stderr=subprocess.DEVNULL)
     ref = dict(np.load(os.path.join(tmp, 'out.npz')))

@@ -19,8 +19,9 @@ are reported apart and excluded; median of --reps later calls.
 Eval: `ssn_frames.pooled_features` (the backbone in eval mode, pooled 2048-d) on
 [--eval-frames, c, c, 3] uint8 frames.
 
-MMAction2 side (CPU, /work/refenv024/bin/python in a subprocess, torch threads
-= all cores; skipped with --no-ref or when that python is missing): its own
+MMAction2 side (CPU, the MMAction2 0.24.1 reference environment
+$TAL_JAX_REFENV (experiments/README.md) in a subprocess, torch threads = all
+cores; skipped with --no-ref): its own
 `SSN` localizer from the registry (ResNet depth 50, random init, partial BN,
 num_classes 20, localizer dropout 0.8; the 7x7 AvgPool replaced by
 AdaptiveAvgPool2d(1) when the image is not 224), model.train(), and per rep
@@ -46,10 +47,11 @@ import time
 
 import numpy as np
 
+import refenv
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-REF_PYTHON = '/work/refenv024/bin/python'
 PROPOSALS, SEGMENTS = 8, 9  # per video: 1 + 6 + 1 proposals, 2 + 5 + 2
 PROPOSAL_TYPES = (0, 1, 1, 1, 1, 1, 1, 2)  # positive, incomplete, background
 NUM_CLASSES = 20
@@ -343,7 +345,6 @@ def parse_args(argv):
                  help='frames per eval backbone call')
   p.add_argument('--no-ref', action='store_true',
                  help='do not run MMAction2 0.24.1')
-  p.add_argument('--ref-python', default=REF_PYTHON)
   p.add_argument('--worker', default=None, help=argparse.SUPPRESS)
   return p.parse_args(argv)
 
@@ -356,6 +357,7 @@ def main(argv=None):
                     args.eval_frames)
     print('ROW ' + json.dumps(r))
     return 0
+  ref_python = None if args.no_ref else refenv.python(refenv.MMACTION2_0241)
   gpu = _on_gpu()
   sizes = args.image_size or [224 if gpu else 112]
   batches = args.videos_per_step or [8 if gpu else 1]
@@ -369,9 +371,9 @@ def main(argv=None):
     results[key] = run_tal_jax_row(*key, reps, args.eval_frames)
     print(f'tal_jax {key}: {results[key]}', flush=True)
   ref = {}
-  if not args.no_ref and os.path.exists(args.ref_python):
+  if ref_python:
     shapes = sorted({(s, b) for s, b, _ in keys})
-    ref = run_ref(args.ref_python, shapes, reps, args.eval_frames)
+    ref = run_ref(ref_python, shapes, reps, args.eval_frames)
     print(f'MMAction2 0.24.1: {ref}', flush=True)
   print(f'load average after: {os.getloadavg()}')
   rows = [(k, results[k], ref.get(k[:2])) for k in keys]

@@ -5,9 +5,10 @@ segment positions, class labels) from real ActivityNet-1.3 annotations: a random
 2,000 training and 1,000 validation videos of `anet_anno_action.json` (BSN/BMN
 repositories), split by `video_info_new.csv`'s subset column.
 
+  gzip -dk tests/data/anet_anno_action.json.gz tests/data/video_info_new.csv.gz
   python experiments/make_embedded_annotations.py \
-      --anno ../shared/data/activitynet/anet_anno_action.json \
-      --video-info ../shared/data/activitynet/video_info_new.csv
+      --anno tests/data/anet_anno_action.json \
+      --video-info tests/data/video_info_new.csv
 """
 
 import argparse

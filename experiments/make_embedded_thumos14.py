@@ -1,13 +1,13 @@
 """Builds tal_jax/data/embedded/thumos14_subset.json.gz from the real THUMOS14 files.
 
-Sources (public; see /work/shared/data/README.md): frostinassiky/gtad
+Sources (public repositories): frostinassiky/gtad
 `data/thumos_annotations/{val,test}_Annotation.csv` and yjxiong/action-detection
 `data/thumos_14/th14_{val,test}_durations.txt`, `test_avoid_videos.txt`.
 Output: {'validation': {video: {'duration_second', 'annotations': [{'segment':
 [s, e], 'label'}]}}, 'test': {...}}; 'Ambiguous' segments and the test videos
 excluded from evaluation are dropped.
 
-  python experiments/make_embedded_thumos14.py [--src /work/shared/data/thumos14]
+  python experiments/make_embedded_thumos14.py --src path/to/thumos14
 """
 
 import argparse
@@ -48,7 +48,7 @@ def _split(src, name, short):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument('--src', default='/work/shared/data/thumos14')
+  parser.add_argument('--src', required=True)
   args = parser.parse_args()
   data = {'validation': _split(args.src, 'validation', 'val'),
           'test': _split(args.src, 'test', 'test')}

@@ -62,9 +62,37 @@ def train_config(batch_size: int, num_epochs: int, learning_rate: float,
   return train
 
 
+def configs_dir() -> str:
+  """The folder of tal_jax's own config files: tal_jax/configs/ in an
+  installed copy (pyproject.toml installs the checkout's configs/ there), the
+  checkout's configs/ otherwise."""
+  package = os.path.dirname(os.path.abspath(__file__))
+  installed = os.path.join(package, 'configs')
+  if os.path.isdir(installed):
+    return installed
+  return os.path.join(os.path.dirname(package), 'configs')
+
+
+def resolve_config_spec(spec: str) -> str:
+  """'path.py[:preset]' unchanged when the file exists; otherwise a config of
+  tal_jax's own named 'bmn', 'bmn.py' or 'configs/bmn.py' (with any preset)
+  becomes the path of its bundled copy, so that the README's commands work
+  from any folder."""
+  path, sep, arg = spec.partition(':')
+  if os.path.isfile(path):
+    return spec
+  head, name = os.path.split(os.path.normpath(path))
+  if head not in ('', 'configs'):
+    return spec
+  bundled = os.path.join(configs_dir(),
+                         name if name.endswith('.py') else name + '.py')
+  return bundled + sep + arg if os.path.isfile(bundled) else spec
+
+
 def load_config(spec: str) -> ml_collections.ConfigDict:
-  """Loads 'path/to/config.py[:arg]' by calling its get_config(arg)."""
-  path, _, arg = spec.partition(':')
+  """Loads 'path/to/config.py[:arg]' by calling its get_config(arg); a bare
+  name ('bmn:tiny') loads tal_jax's own config (resolve_config_spec)."""
+  path, _, arg = resolve_config_spec(spec).partition(':')
   if not os.path.isfile(path):
     raise errors.TalError(f'config file not found: {path}')
   module_spec = importlib.util.spec_from_file_location('_tal_config', path)
@@ -97,13 +125,16 @@ def check_override_keys(config: ml_collections.ConfigDict,
 
 def explain_config_errors(argv: list[str]) -> list[str]:
   """Checks --config.* overrides before absl parses them (absl would raise a
-  bare AttributeError); exits 2 with one line on an unknown key."""
+  bare AttributeError); exits 2 with one line on an unknown key. Returns argv
+  with the --config value resolved (resolve_config_spec)."""
+  argv = list(argv)
   spec, keys = None, []
   for i, a in enumerate(argv):
     if a.startswith('--config='):
-      spec = a.split('=', 1)[1]
+      spec = resolve_config_spec(a.split('=', 1)[1])
+      argv[i] = '--config=' + spec
     elif a == '--config' and i + 1 < len(argv):
-      spec = argv[i + 1]
+      spec = argv[i + 1] = resolve_config_spec(argv[i + 1])
     elif a.startswith('--config.'):
       keys.append(a[len('--config.'):].split('=', 1)[0])
   if spec is None:

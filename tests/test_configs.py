@@ -46,3 +46,44 @@ def test_mmaction2_values():
   pgm = load('bsn_pgm').pgm
   assert (pgm.train_top_k, pgm.test_top_k, pgm.num_sample_action,
           pgm.bsp_boundary_ratio) == (500, 1000, 16, 0.2)
+
+
+def _leaves(config, prefix=''):
+  """{dotted key: value} of every leaf of a config."""
+  out = {}
+  for k, v in config.items():
+    if hasattr(v, 'items'):
+      out.update(_leaves(v, f'{prefix}{k}.'))
+    else:
+      out[prefix + k] = v
+  return out
+
+
+def _changed(name, preset):
+  """{key: value} where the preset differs from the default config."""
+  base, other = _leaves(load(name)), _leaves(load(name, preset))
+  assert set(base) == set(other)
+  return {k: v for k, v in other.items() if v != base[k]}
+
+
+ANET = 'data/ActivityNet/'
+
+
+@pytest.mark.parametrize('name, changed', [
+    # MMAction2 1.2.0 bmn_2xb8-2048x100-9e_activitynet-slowonly-k700-feature.py
+    ('bmn', {'model.feat_dim': 2048,
+             'data.ann_file_test': ANET + 'anet_anno_val.json'}),
+    # bsn_tem_1xb16-2048x100-20e_activitynet-k700-feature.py
+    ('bsn_tem', {'model.feat_dim': 2048,
+                 'data.ann_file_test': ANET + 'anet_anno_trainval.json'}),
+    # bsn_pgm_2048x100_activitynet-slowonly-k700-feature.py
+    ('bsn_pgm', {'data.ann_file_test': ANET + 'anet_anno_test.json'}),
+    # bsn_pem_1xb16-2048x100-20e_activitynet-slowonly-k700-feature.py
+    ('bsn_pem', {'data.ann_file_test': ANET + 'anet_anno_val.json'}),
+])
+def test_slowonly_k700_presets(name, changed):
+  # Everything else (widths, schedule, post-processing) is the 400-d config's.
+  assert _changed(name, 'slowonly_k700') == {
+      'data.feature_dir': ANET + 'k700slowonly',
+      'data.ann_file_train': ANET + 'anet_anno_train.json',
+      'data.ann_file_val': ANET + 'anet_anno_val.json', **changed}

@@ -12,12 +12,10 @@ from tal_jax import errors
 from tal_jax import results_io
 from tal_jax.errors import TalError
 from tal_jax.tools import denormalize_proposal_file as dpf
-from conftest import SHARED_DATA
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden',
                       'denormalize_proposal.json')
-TAG_LIST = os.path.join(SHARED_DATA, 'activitynet',
-                        'activitynet1.2_tag_val_normalized_proposal_list.txt')
+TAG_LIST = 'activitynet1.2_tag_val_normalized_proposal_list.txt'
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -75,8 +73,8 @@ def test_golden_edges_by_hand(golden):
                       '2 0.5000 0.5000 0 0\n')
 
 
-def test_activitynet_tag_list_first_videos(tmp_path):
-  videos = results_io.read_proposal_list(TAG_LIST)[:3]
+def test_activitynet_tag_list_first_videos(tmp_path, real_data):
+  videos = results_io.read_proposal_list(real_data(TAG_LIST))[:3]
   counts = {'nEOpfvJ7g_g': 1000, 'hokqvyeqhmg': 2000, '_uOfIm1tFcI': 250}
   assert [v.video_id for v in videos] == list(counts)
   frames = _make_folders(tmp_path, {v: {'img_frames': n}

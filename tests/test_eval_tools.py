@@ -14,9 +14,6 @@ from tal_jax.tools import convert_proposal_format
 from tal_jax.tools import evaluate
 from tal_jax.tools import plot
 from tal_jax.tools import report_map
-from conftest import SHARED_DATA
-
-DATA = os.path.join(SHARED_DATA, 'activitynet')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -62,8 +59,8 @@ def test_evaluate_cli(files, capsys):
   assert 'average_mAP' in capsys.readouterr().out
 
 
-def test_evaluate_cli_thumos14(tmp_path):
-  gt_path = os.path.join(SHARED_DATA, 'thumos14', 'thumos_gt.json')
+def test_evaluate_cli_thumos14(tmp_path, real_data):
+  gt_path = real_data('thumos_gt.json')
   gt = rio.read_ground_truth(gt_path, subset='test')
   dets = {v: [dict(a, score=1.0) for a in anns] for v, anns in gt.items()}
   det_path = str(tmp_path / 'det.json')
@@ -101,14 +98,13 @@ def test_top_k_classes_tie_takes_the_later_one():
   assert report_map.top_k_classes(preds, 1)[0]['label'] == 'q'
 
 
-def test_report_map_real_sample_files(tmp_path):
+def test_report_map_real_sample_files(tmp_path, real_data):
   det = str(tmp_path / 'det.json')
   m = report_map.main([
-      '--gt', os.path.join(DATA, 'anet_anno_action.json'), '--subset',
-      'validation', '--video-info', os.path.join(DATA, 'video_info_new.csv'),
-      '--proposals', os.path.join(DATA, 'sample_detection_prediction.json'),
-      '--classification',
-      os.path.join(DATA, 'sample_classification_prediction.json'),
+      '--gt', real_data('anet_anno_action.json'), '--subset',
+      'validation', '--video-info', real_data('video_info_new.csv'),
+      '--proposals', real_data('sample_detection_prediction.json'),
+      '--classification', real_data('sample_classification_prediction.json'),
       '--det-output', det])
   # MMAction2's cuhk17_top1 labelling + ActivityNetLocalization on the same
   # files (the proposals' own labels removed first) gives this.

@@ -16,10 +16,8 @@ import pytest
 
 from tal_jax import evaluation as ev
 from tal_jax.errors import TalError
-from conftest import SHARED_DATA
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden')
-DATA = os.path.join(SHARED_DATA, 'activitynet')
 
 
 def _golden(name):
@@ -240,20 +238,20 @@ def test_class_without_predictions_has_zero_ap():
   assert m['average_mAP'] == 0.5
 
 
-def _validation_ground_truth():
+def _validation_ground_truth(real_data):
   """Validation videos of anet_anno_action.json, ids without `v_`."""
-  with open(os.path.join(DATA, 'video_info_new.csv')) as f:
+  with open(real_data('video_info_new.csv')) as f:
     val = {r['video'] for r in csv.DictReader(f)
            if r['subset'] == 'validation'}
-  with open(os.path.join(DATA, 'anet_anno_action.json')) as f:
+  with open(real_data('anet_anno_action.json')) as f:
     anno = json.load(f)
   return {k[2:]: v['annotations'] for k, v in anno.items() if k in val}
 
 
-def test_real_sample_detection_prediction():
-  gt = _validation_ground_truth()
+def test_real_sample_detection_prediction(real_data):
+  gt = _validation_ground_truth(real_data)
   assert len(gt) == 4728
-  with open(os.path.join(DATA, 'sample_detection_prediction.json')) as f:
+  with open(real_data('sample_detection_prediction.json')) as f:
     results = json.load(f)['results']
   with pytest.warns(UserWarning, match='361 predictions'):
     ours = ev.activitynet_map(gt, results)

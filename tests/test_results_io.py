@@ -9,12 +9,9 @@ import pytest
 
 from tal_jax import results_io as rio
 from tal_jax.errors import TalError
-from conftest import SHARED_DATA
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden')
-DATA = os.path.join(SHARED_DATA, 'activitynet')
-TAG_LIST = os.path.join(DATA,
-                        'activitynet1.2_tag_val_normalized_proposal_list.txt')
+TAG_LIST = 'activitynet1.2_tag_val_normalized_proposal_list.txt'
 
 
 def _write(path, obj):
@@ -110,8 +107,8 @@ def test_proposal_list_round_trip(tmp_path):
   np.testing.assert_array_equal(p[2], [0, 0, 0, 40, 50])
 
 
-def test_read_real_tag_proposal_list():
-  videos = rio.read_proposal_list(TAG_LIST)
+def test_read_real_tag_proposal_list(real_data):
+  videos = rio.read_proposal_list(real_data(TAG_LIST))
   assert len(videos) == 2383
   first = videos[0]
   assert (first.video_id, first.num_frames, first.fps) == ('nEOpfvJ7g_g', 1, 1)

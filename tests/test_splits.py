@@ -10,11 +10,7 @@ import tal_jax  # pylint: disable=unused-import
 from tal_jax import errors
 from tal_jax.data import splits
 from tal_jax.tools import prepare_annotations
-from conftest import SHARED_DATA
 
-DATA = os.path.join(SHARED_DATA, 'activitynet')
-ANNO = os.path.join(DATA, 'anet_anno_action.json')
-INFO = os.path.join(DATA, 'video_info_new.csv')
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden', 'anet_splits.json')
 HEADER = 'video,numFrame,seconds,fps,rfps,subset,featureFrame\n'
 
@@ -34,10 +30,10 @@ def _write(tmp_path, anno, info_rows, header=HEADER):
   return str(anno_path), str(info_path)
 
 
-@pytest.mark.skipif(not os.path.isfile(ANNO), reason='real data not present')
-def test_real_files_match_mmaction2_bytes(tmp_path):
+def test_real_files_match_mmaction2_bytes(tmp_path, real_data):
   counts = prepare_annotations.main(
-      ['--anno', ANNO, '--video-info', INFO, '--out-dir', str(tmp_path)])
+      ['--anno', real_data('anet_anno_action.json'), '--video-info',
+       real_data('video_info_new.csv'), '--out-dir', str(tmp_path)])
   assert counts == {'train': 9649, 'val': 4728, 'test': 4851, 'full': 19228}
   with open(GOLDEN) as f:
     golden = json.load(f)

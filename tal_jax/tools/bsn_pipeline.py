@@ -31,13 +31,10 @@ from tal_jax.engine import predict
 from tal_jax.engine import runlog
 from tal_jax.tools import bsn_proposal_generation
 
-CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), 'configs')
-
 
 def stage_config(name: str, preset: str, args) -> object:
   """configs/bsn_<name>.py[:preset] with the command's data paths."""
-  spec = os.path.join(CONFIGS, f'bsn_{name}.py')
+  spec = os.path.join(config_utils.configs_dir(), f'bsn_{name}.py')
   config = config_utils.load_config(f'{spec}:{preset}' if preset else spec)
   data = config.data
   data.cache_dir = args.cache_dir
@@ -76,7 +73,8 @@ def main(argv=None) -> None:
   parser = argparse.ArgumentParser(
       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--workdir', required=True)
-  parser.add_argument('--preset', default='', choices=['', 'full', 'tiny'],
+  parser.add_argument('--preset', default='',
+                      choices=['', 'full', 'tiny', 'slowonly_k700'],
                       help="configs' preset ('' = embedded default dataset)")
   parser.add_argument('--cache_dir', default='~/.cache/tal_jax')
   parser.add_argument('--feature_dir', default='')

@@ -1,15 +1,17 @@
 """Golden fixture for tests/test_splits.py: MMAction2's split files, as hashes.
 
 Runs MMAction2 1.2.0's tools/data/activitynet/process_annotations.py (installed
-in the reference environment, unmodified) on the real files in
-/work/shared/data/activitynet/ and records the sha256 and video count of each
-anet_anno_{train,val,test,full}.json it writes. Rerun from /work/main with
+in the reference environment, unmodified) on the real files shipped in
+tests/data/ (gzipped) and records the sha256 and video count of each
+anet_anno_{train,val,test,full}.json it writes. Rerun from the checkout with
+the reference environment (tests/golden/README.md):
 
-  /work/refenv/bin/python tests/golden/make_anet_splits.py
+  "$TAL_JAX_REFENV"/mmaction2-1.2.0/bin/python tests/golden/make_anet_splits.py
 
 which rewrites tests/golden/anet_splits.json.
 """
 
+import gzip
 import hashlib
 import json
 import os
@@ -19,7 +21,8 @@ import tempfile
 
 import mmaction
 
-DATA = '/work/shared/data/activitynet'
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                    'data')
 SCRIPT = os.path.join(os.path.dirname(mmaction.__file__), '.mim', 'tools',
                       'data', 'activitynet', 'process_annotations.py')
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -34,7 +37,9 @@ def main():
     os.makedirs(cwd)
     os.makedirs(data)
     for name in ('anet_anno_action.json', 'video_info_new.csv'):
-      shutil.copy(os.path.join(DATA, name), data)
+      with gzip.open(os.path.join(DATA, name + '.gz'), 'rb') as src:
+        with open(os.path.join(data, name), 'wb') as dst:
+          shutil.copyfileobj(src, dst)
     old = os.getcwd()
     os.chdir(cwd)
     try:

@@ -1,7 +1,7 @@
 """Golden fixtures for BMN from MMAction2 1.2.0 (model, labels, loss, grads, .pth).
 
-Rerun (from /work/main, with the reference environment):
-  /work/refenv/bin/python tests/golden/make_bmn_golden.py
+Rerun (from the checkout, with the reference environment):
+  "$TAL_JAX_REFENV"/mmaction2-1.2.0/bin/python tests/golden/make_bmn_golden.py
 writes
   tests/golden/bmn_tiny.npz         T=16, D=24, hidden 16/8/16, N=4, nb=2, batch 2
   tests/golden/bmn_tiny.pth         the same weights, torch.save zip format,
@@ -17,7 +17,7 @@ torch.rand_like draws), loss/tem_loss/pem_reg_loss/pem_cls_loss scalars,
 sample_mask [T, N*T*T] and mask_cross_zero/mask_cross_end (counts of sampling
 points in (-1, 0) and (T-1, T), i.e. where the modf asymmetry acts).
 
-  /work/refenv/bin/python tests/golden/make_bmn_golden.py --full
+  "$TAL_JAX_REFENV"/mmaction2-1.2.0/bin/python tests/golden/make_bmn_golden.py --full
 compares MMAction2 and tal_jax at full size (T=100, D=400, default widths,
 batch 2) on the fly through a temporary file and prints the errors; nothing is
 stored. It runs tal_jax with the system `python` in a subprocess.

@@ -1,8 +1,8 @@
 """Golden fixture: MMAction2 1.2.0's own BMN inference on the tiny checkpoint.
 
-Rerun (from /work/main, with the reference environment, after
+Rerun (from the checkout, with the reference environment, after
 make_bmn_golden.py has written bmn_tiny.npz / bmn_tiny.pth):
-  /work/refenv/bin/python tests/golden/make_bmn_predict_golden.py
+  "$TAL_JAX_REFENV"/mmaction2-1.2.0/bin/python tests/golden/make_bmn_predict_golden.py
 writes tests/golden/bmn_predict.npz.
 
 It builds MMAction2's BMN with bmn_tiny.npz's config_json (T=16, D=24,

@@ -1,8 +1,8 @@
 """Golden fixtures for BSN (TEM -> PGM -> PEM) from MMAction2 1.2.0.
 
-Rerun (from /work/main, with the reference environment; ~15 s, deterministic
+Rerun (from the checkout, with the reference environment; ~15 s, deterministic
 seeds, so the files only change if MMAction2/torch/numpy do):
-  /work/refenv/bin/python tests/golden/make_bsn_golden.py
+  "$TAL_JAX_REFENV"/mmaction2-1.2.0/bin/python tests/golden/make_bsn_golden.py
 writes
   tests/golden/bsn_tem.npz   TEM at T=16, D=8, hidden 16, batch 3: 'sd/<torch
       name>' weights (torch layout), features [B, T, D], gt [B, G, 2] + gt_mask

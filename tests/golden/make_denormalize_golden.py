@@ -3,7 +3,7 @@
 Rerun (from the repository root) with the 0.24.1 reference environment (see
 make_ssn_golden.py):
 
-  /work/refenv024/bin/python tests/golden/make_denormalize_golden.py
+  "$TAL_JAX_REFENV"/mmaction2-0.24.1/bin/python tests/golden/make_denormalize_golden.py
 
 A synthetic normalised TAG proposal list (6 videos: one without gts, one
 without proposals, one without either, one whose rawframes folder is empty;

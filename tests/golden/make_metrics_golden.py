@@ -1,8 +1,8 @@
 """Writes golden fixtures for tal_jax.evaluation from MMAction2's own metrics.
 
-Run from /work/main with the reference environment (never needed by tests):
+Run from the checkout with the reference environment (never needed by tests):
 
-  /work/refenv/bin/python tests/golden/make_metrics_golden.py
+  "$TAL_JAX_REFENV"/mmaction2-1.2.0/bin/python tests/golden/make_metrics_golden.py
 
 It generates random inputs over a few dozen videos (quantised scores and
 segment ends, so there are score ties, IoU ties, zero-length ground truth and

@@ -7,8 +7,8 @@ BSN's PEM soft-NMS parameters, `soft_nms` on a float32 [N, 3] array, and
 `ANetMetric.proposals2json` for the results dict, and writes
 tests/golden/postprocess_bmn.npz.
 
-Rerun (from /work/main, reference environment only):
-  /work/refenv/bin/python tests/golden/make_postprocess_golden.py
+Rerun (from the checkout, reference environment only):
+  "$TAL_JAX_REFENV"/mmaction2-1.2.0/bin/python tests/golden/make_postprocess_golden.py
 """
 
 import json

@@ -3,7 +3,7 @@
 Rerun from the repository root with the 0.24.1 reference environment (see
 make_ssn_golden.py; it has mmcv 1.7.0, opencv-python 4.11 and Pillow):
 
-  /work/refenv024/bin/python tests/golden/make_rawframes_golden.py
+  "$TAL_JAX_REFENV"/mmaction2-0.24.1/bin/python tests/golden/make_rawframes_golden.py
 
 It first runs the runtime `python` (override with $TAL_PYTHON) once to write
 tal_jax's synthetic frames with `rawframes.write_frames`, then writes other

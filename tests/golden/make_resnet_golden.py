@@ -1,11 +1,10 @@
 """Golden fixtures for tal_jax.nn.resnet / tal_jax.nn.resnet_import.
 
-Needs torch + torchvision (dev only): a venv made with
-  python3 -m venv /work/refenv_tv
-  /work/refenv_tv/bin/pip install torch==2.14.1 torchvision==0.29.1
+Needs torch 2.14.1 + torchvision 0.29.1 (dev only): the MMAction2 0.24.1
+reference environment has them (tests/golden/README.md).
 
-Small fixture (committed, ~1.3 MB), from /work/main:
-  /work/refenv_tv/bin/python tests/golden/make_resnet_golden.py
+Small fixture (committed, ~1.3 MB), from the checkout:
+  "$TAL_JAX_REFENV"/mmaction2-0.24.1/bin/python tests/golden/make_resnet_golden.py
 writes tests/golden/resnet_tiny.pth and tests/golden/resnet_tiny.npz.
 
 Approach: a REAL torchvision ResNet (its Bottleneck and `_make_layer`, so real
@@ -24,16 +23,16 @@ The npz holds 4 synthetic 64x64 images (NHWC) and torch's outputs:
   <mode>/grad_norm/<param> of loss = sum(logits * proj) (-1: requires_grad
   False); partial_bn/grad/<param> holds the full gradients for SSN's mode.
 
-Full check (not committed; prints numbers), from /work/main:
-  /work/refenv_tv/bin/python tests/golden/make_resnet_golden.py --full
+Full check (not committed; prints numbers), from the checkout:
+  "$TAL_JAX_REFENV"/mmaction2-0.24.1/bin/python tests/golden/make_resnet_golden.py --full
 builds torchvision.models.resnet50() (random init, BN randomised/calibrated),
 saves /tmp/resnet50_random.pth, runs a drawn 224x224 test image through torch,
 then (with the system `python`, which has jax) imports the .pth through
 tal_jax.nn.resnet_import and prints the max abs feature/logit differences.
 
-MMAction2 0.24.1 check, with a Python that has mmaction2 0.24.1 + mmcv 1.7.0
-(e.g. /work/refenv024, see shared/reference/MMACTION2.md), from /work/main:
-  /work/refenv024/bin/python tests/golden/make_resnet_golden.py --mmaction
+MMAction2 0.24.1 check (mmaction2 0.24.1 + mmcv 1.7.0, the same environment),
+from the checkout:
+  "$TAL_JAX_REFENV"/mmaction2-0.24.1/bin/python tests/golden/make_resnet_golden.py --mmaction
 writes tests/golden/resnet_mmaction_modes.json (committed, small): for each BN
 mode, MMAction2's own ResNet(depth=50).train() -> the parameter names with
 requires_grad=False and the BN modules left in training mode. It also loads the

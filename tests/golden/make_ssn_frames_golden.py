@@ -1,9 +1,9 @@
 """Writes tests/golden/ssn_frames.npz: SSN frame mode (ResNet + head) in 0.24.1.
 
 Rerun (from the repository root) with the MMAction2 0.24.1 reference
-environment (see make_ssn_golden.py / shared/reference/MMACTION2.md):
+environment (tests/golden/README.md):
 
-  /work/refenv024/bin/python tests/golden/make_ssn_frames_golden.py
+  "$TAL_JAX_REFENV"/mmaction2-0.24.1/bin/python tests/golden/make_ssn_frames_golden.py
 
 Model: MMAction2 0.24.1's own `SSN` localizer built from its registry as
 ssn_r50_450e_thumos14_rgb_{train,test}.py do (ResNet depth=50, norm_eval=False,

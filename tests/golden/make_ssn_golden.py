@@ -1,12 +1,10 @@
 """Writes tests/golden/ssn_*.npz from MMAction2 0.24.1 (SSN exists only in 0.x).
 
-Rerun (from the repository root) with the 0.24.1 reference environment, see
-shared/reference/MMACTION2.md ("SSN exists only in 0.x"): a venv with
-torch==2.14.1, torchvision==0.29.1, numpy<1.24, mmcv==1.7.0 built with
-MMCV_WITH_OPS=0 (setuptools<70 for its setup.py), mmaction2==0.24.1
-(--no-deps) and einops:
+Rerun (from the repository root) with the MMAction2 0.24.1 reference
+environment (tests/golden/README.md: torch==2.14.1, torchvision==0.29.1,
+numpy<1.24, mmcv==1.7.0 built with MMCV_WITH_OPS=0, mmaction2==0.24.1):
 
-  /work/refenv024/bin/python tests/golden/make_ssn_golden.py
+  "$TAL_JAX_REFENV"/mmaction2-0.24.1/bin/python tests/golden/make_ssn_golden.py
 
 Fixtures (all small; features D=16, C=4 classes):
 * ssn_dataset.npz: a synthetic de-normalised proposal list (its text), the
