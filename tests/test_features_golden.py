@@ -113,14 +113,14 @@ def _outputs(golden, key, stream, clips):
 def test_rgb_recogniser(golden, sampled):
   out = _outputs(golden, 'rgb', tsn.RGB, sampled.rgb)
   assert out['scores'].shape == (4, 200)
-  assert _rel(out['scores'], golden['rgb/scores']) < 2e-5
-  assert _rel(out['feature'], golden['rgb/feature']) < 2e-5
+  assert _rel(out['scores'], golden['rgb/scores']) < 2e-6
+  assert _rel(out['feature'], golden['rgb/feature']) < 2e-6
 
 
 def test_flow_recogniser(golden, sampled):
   out = _outputs(golden, 'flow', tsn.FLOW, sampled.flow)
-  assert _rel(out['scores'], golden['flow/scores']) < 2e-5
-  assert _rel(out['feature'], golden['flow/feature']) < 2e-5
+  assert _rel(out['scores'], golden['flow/scores']) < 2e-6
+  assert _rel(out['feature'], golden['flow/feature']) < 2e-6
 
 
 def test_normalised_inputs(golden, sampled):

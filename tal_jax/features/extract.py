@@ -140,3 +140,65 @@ class Extractor:
       progress(f'recognising {len(sampled.rgb)} clips')
     out = self.clip_outputs(sampled)
     return pooling.merge_streams(out['rgb'], out.get('flow'))
+
+
+def output_path(out_dir: str, video: str, fmt: str) -> str:
+  """<out_dir>/v_<id>.csv (or .npy) of a video file."""
+  return os.path.join(out_dir, f'{feature_name(video)}.{fmt}')
+
+
+def write_features(path: str, feat: np.ndarray) -> None:
+  """Writes [100, D] features atomically: upstream's CSV text, or .npy
+  float32."""
+  if path.endswith('.npy'):
+    with errors.atomic_path(path, '.npy') as tmp:
+      np.save(tmp, feat.astype(np.float32))
+  else:
+    errors.write_text(path, pooling.csv_text(feat))
+
+
+@dataclasses.dataclass
+class Report:
+  """Outcome of `extract_videos`: video path -> feature file / error line."""
+  written: dict
+  skipped: dict
+  failed: dict
+
+
+def extract_videos(videos: list[str], out_dir: str, extractor: Extractor,
+                   fmt: str = 'csv', overwrite: bool = False,
+                   show_progress: bool = False,
+                   log: Callable[[str], None] = print) -> Report:
+  """Feature file per video; resumable (existing files are skipped unless
+  overwrite); a bad video is logged as one 'error: ...' line and the rest
+  go on. Progress bars (tqdm) per video and overall when show_progress."""
+  if fmt not in ('csv', 'npy'):
+    raise errors.TalError(f'feature format {fmt!r} is not csv or npy')
+  report = Report({}, {}, {})
+  bar = None
+  if show_progress:
+    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+    bar = tqdm(total=len(videos), desc='videos', unit='video')
+    log = bar.write
+  for video in videos:
+    path = output_path(out_dir, video, fmt)
+    if os.path.exists(path) and not overwrite:
+      report.skipped[video] = path
+    else:
+      step = None
+      if bar is not None:
+        bar.set_postfix_str(os.path.basename(video))
+        step = lambda s, v=video: bar.set_postfix_str(
+            f'{os.path.basename(v)}: {s}')
+      try:
+        write_features(path, extractor.video_features(video, step))
+        report.written[video] = path
+        log(f'wrote {path}')
+      except errors.TalError as e:
+        report.failed[video] = str(e)
+        log(f'error: {e}')
+    if bar is not None:
+      bar.update(1)
+  if bar is not None:
+    bar.close()
+  return report

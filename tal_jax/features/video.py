@@ -53,7 +53,8 @@ def iter_frames(path: str) -> Iterator[np.ndarray]:
 
 
 def video_info(path: str) -> dict:
-  """{'fps': float, 'duration_second': float or None} from the container."""
+  """{'fps', 'duration_second', 'num_frames'} from the container (each
+  None where the container does not say)."""
   av = _av()
   try:
     with av.open(path) as container:
@@ -62,7 +63,8 @@ def video_info(path: str) -> dict:
       duration = (float(stream.duration * stream.time_base)
                   if stream.duration else
                   (container.duration / 1e6 if container.duration else None))
-      return {'fps': fps, 'duration_second': duration}
+      return {'fps': fps, 'duration_second': duration,
+              'num_frames': int(stream.frames or 0) or None}
   except (av.error.FFmpegError, ValueError, OSError, IndexError) as e:
     raise errors.TalError(f'unreadable video {path}: {e}') from None
 
