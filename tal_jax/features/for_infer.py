@@ -16,7 +16,7 @@ import os
 import sys
 
 from tal_jax import errors
-from tal_jax import runlog
+from tal_jax.engine import runlog
 from tal_jax.features import extract
 from tal_jax.features import video as video_lib
 from tal_jax.tools import extract_features

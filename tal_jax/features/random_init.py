@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from tal_jax.convert import pth_write
-from tal_jax.convert import torchvision as tv_convert
+from tal_jax.nn import resnet_import
 from tal_jax.features import tsn
 
 # torchvision ResNet names -> MMAction2 ConvModule names (applied in order).
@@ -58,7 +58,7 @@ def random_state_dict(stream: tsn.Stream = tsn.RGB,
                       width: int = 64, num_classes: int = 200,
                       seed: int = 0) -> dict[str, np.ndarray]:
   """An MMAction2 TSN state dict {key: float32 array} (see module doc)."""
-  shapes = tv_convert.expected_state_dict_shapes(
+  shapes = resnet_import.expected_state_dict_shapes(
       tuple(stage_blocks), width, in_channels=stream.in_channels)
   shapes = {'backbone.' + mmaction_key(k): v for k, v in shapes.items()}
   feat_dim = width * 2**(len(stage_blocks) - 1) * 4

@@ -24,7 +24,6 @@ split over the local devices ('data' axis, as tal_jax.parallel).
 """
 
 import dataclasses
-import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -34,11 +33,11 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from tal_jax import errors
-from tal_jax import parallel
 from tal_jax.convert import mmaction2
-from tal_jax.convert import torchvision as tv_convert
-from tal_jax.models import resnet
-from tal_jax.models.layers import torch_bias_init, torch_kernel_init
+from tal_jax.engine import parallel
+from tal_jax.nn import resnet
+from tal_jax.nn import resnet_import
+from tal_jax.nn.layers import torch_bias_init, torch_kernel_init
 
 RESIZE_SCALE = (-1, 256)
 CROP_SIZE = 256
@@ -138,7 +137,7 @@ def from_state_dict(sd: dict, stream: Stream, source: str = 'state dict',
     raise errors.TalError(
         f'{source}: its stem takes {arch["in_channels"]} channels, the '
         f'{stream.name} stream needs {stream.in_channels}')
-  backbone = tv_convert.resnet_variables_from_state_dict(
+  backbone = resnet_import.resnet_variables_from_state_dict(
       sd, stage_blocks=arch['stage_blocks'], width=arch['width'],
       source=source, in_channels=arch['in_channels'])
   fc = {'kernel': np.asarray(sd['cls_head.fc_cls.weight'], np.float32).T,

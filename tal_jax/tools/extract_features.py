@@ -21,7 +21,7 @@ import argparse
 import sys
 
 from tal_jax import errors
-from tal_jax import runlog
+from tal_jax.engine import runlog
 from tal_jax.features import extract
 from tal_jax.features import video as video_lib
 
