@@ -5,6 +5,10 @@ r"""Proposals for one video (or a folder of videos) from its feature file.
   python -m tal_jax.tools.infer --workdir work_dirs/bmn --features csv_dir \
       --ann-file anet_anno_val.json --out results.json
 
+  python -m tal_jax.tools.infer --workdir work_dirs/bmn --video my.mp4 \
+      --rgb-checkpoint tsn_rgb.pth --flow-checkpoint tsn_flow.pth
+
+--video (without --features): videos -> features first (tal_jax.features).
 --features is a CSV (header + L rows of D values), a .npy [L, D], or a folder
 of them (with --ann-file, the files of the videos it lists). Features of any
 length L are resampled to the model's T bins as data preparation does (BSN's
