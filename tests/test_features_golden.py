@@ -151,3 +151,28 @@ def test_average_clip():
   p = np.exp(s) / np.exp(s).sum(1, keepdims=True)
   np.testing.assert_allclose(tsn.average_clip(s, 'prob'), p.mean(0))
   assert tsn.average_clip(s, None) is s
+
+
+def test_rawframes_folder_route(golden, frames, sampled, tmp_path):
+  """A rawframes folder written with cv2 (RGB frames; the quantised flow as
+  flow_extraction.py stores it) reads as MMAction2 reads it (cv2 decoding),
+  and gives the video route's flow clips."""
+  cv2 = pytest.importorskip('cv2')
+  from tal_jax.features import frame_folders  # pylint: disable=g-import-not-at-top
+  d = tmp_path / 'v_folder'
+  d.mkdir()
+  for i, f in enumerate(frames):
+    cv2.imwrite(str(d / f'img_{i + 1:05d}.jpg'), f[..., ::-1])
+  for i in range(len(golden['flow/x'])):
+    cv2.imwrite(str(d / f'flow_x_{i + 1:05d}.jpg'), golden['flow/x'][i])
+    cv2.imwrite(str(d / f'flow_y_{i + 1:05d}.jpg'), golden['flow/y'][i])
+  got = extract.sample_frame_folder(str(d), with_flow=True)
+  assert got.num_frames == 72
+  rgb = np.stack([cv2.imread(str(d / f'img_{i + 1:05d}.jpg'))[..., ::-1]
+                  for i in golden['rgb/inds']])
+  np.testing.assert_array_equal(got.rgb, extract.preprocess(rgb))
+  np.testing.assert_array_equal(got.flow, sampled.flow)
+  flow = frame_folders.read_flow(str(d), [0, 70])
+  np.testing.assert_array_equal(flow[1, ..., 1], golden['flow/jpeg_y'][70])
+  assert frame_folders.list_frame_folders(str(tmp_path)) == [str(d)]
+  assert extract.feature_name(str(d)) == 'v_folder'

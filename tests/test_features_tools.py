@@ -124,3 +124,22 @@ def test_infer_video_end_to_end(files, capsys):
     assert list(json.load(f)['results']) == ['clip_a']
   assert os.path.getsize(png) > 0
   assert 'v_clip_a (1.60 s): top 3' in capsys.readouterr().out
+
+
+def test_cli_rawframes_folders(files):
+  base, rgb, _, _ = files
+  from tal_jax.data import rawframes  # pylint: disable=g-import-not-at-top
+  root = base / 'rawframes'
+  frames = video.example_frames(25)
+  rawframes.write_frames(str(root / 'v_one'), frames)
+  report = extract_features.main(
+      ['--video', str(root), '--rawframes', '--out-dir', str(base / 'rf'),
+       '--rgb-checkpoint', rgb, '--dump-score', '--format', 'npy',
+       '--quiet'])
+  x = np.load(report.written[str(root / 'v_one')])
+  # 25 frames: clip centres 8 and 24, read back from the JPEGs.
+  ex = extract.Extractor.from_checkpoints(rgb)
+  want = ex.rgb(extract.preprocess(rawframes.read_frames(
+      str(root / 'v_one'), [8, 24])))['scores']
+  np.testing.assert_allclose(x, pooling.pool_feature(want), rtol=1e-6,
+                             atol=1e-6)

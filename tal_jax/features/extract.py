@@ -20,6 +20,7 @@ import numpy as np
 from tal_jax import errors
 from tal_jax.data import rawframes
 from tal_jax.features import flow as flow_lib
+from tal_jax.features import frame_folders
 from tal_jax.features import pooling
 from tal_jax.features import sampling
 from tal_jax.features import tsn
@@ -94,9 +95,27 @@ def sample_video(path: str, with_flow: bool, jpeg: bool = True) -> Sampled:
   return sample_frames(video_lib.iter_frames(path), with_flow, path, jpeg)
 
 
+def sample_frame_folder(video_dir: str, with_flow: bool) -> Sampled:
+  """The clips of an MMAction2 rawframes folder (frame_folders.py): RGB
+  frames and stored flow frames, Resize(-1, 256) + CenterCrop(256)."""
+  rows = frame_folders.sampled_rows(video_dir, with_flow)
+  rgb = rawframes.read_frames(video_dir, rows['rgb'], frame_folders.RGB_TMPL,
+                              frame_folders.START_INDEX)
+  out = Sampled(preprocess(rgb), None, rawframes.count_frames(
+      video_dir, frame_folders.RGB_TMPL, frame_folders.START_INDEX))
+  if with_flow:
+    flow = preprocess(frame_folders.read_flow(video_dir, rows['flow']))
+    out.flow = tsn.stack_flow_clip(flow.reshape(
+        (-1, sampling.FLOW_CLIP_LEN) + flow.shape[1:]))
+  return out
+
+
 def feature_name(path: str) -> str:
-  """'v_<id>' of a video file (MMAction2 ActivityNet naming)."""
-  stem = os.path.splitext(os.path.basename(path))[0]
+  """'v_<id>' of a video file or frame folder (MMAction2 ActivityNet
+  naming)."""
+  path = path.rstrip(os.sep)
+  stem = (os.path.basename(path) if os.path.isdir(path) else
+          os.path.splitext(os.path.basename(path))[0])
   return stem if stem.startswith('v_') else 'v_' + stem
 
 
@@ -132,10 +151,14 @@ class Extractor:
   def video_features(self, path: str,
                      progress: Callable[[str], None] | None = None
                      ) -> np.ndarray:
-    """[100, D] float64 pooled features of one video file."""
+    """[100, D] float64 pooled features of a video file, or of a rawframes
+    folder (frame_folders.py) when `path` is a folder."""
     if progress:
       progress('decoding' + (' + TV-L1 flow' if self.flow else ''))
-    sampled = sample_video(path, self.flow is not None, self.jpeg)
+    if os.path.isdir(path):
+      sampled = sample_frame_folder(path, self.flow is not None)
+    else:
+      sampled = sample_video(path, self.flow is not None, self.jpeg)
     if progress:
       progress(f'recognising {len(sampled.rgb)} clips')
     out = self.clip_outputs(sampled)

@@ -4,7 +4,10 @@ r"""Videos -> ActivityNet features, MMAction2's route (tal_jax.features).
       --out-dir data/ActivityNet/csv_mean_100 \
       --rgb-checkpoint tsn_rgb.pth --flow-checkpoint tsn_flow.pth --dump-score
 
---video: a video file, a folder of videos, or a .txt list (one path a line).
+--video: a video file, a folder of videos, or a .txt list (one path a line);
+with --rawframes, an MMAction2 rawframes folder (img_00001.jpg,
+flow_x_00001.jpg, flow_y_00001.jpg, ...) or a folder of them (the stored flow
+frames are used as they are).
 Per video: decode (PyAV), sample one RGB frame every 16 (+ 5 TV-L1 flow
 frames around it), Resize(-1, 256) + CenterCrop(256), the TSN recognisers
 (MMAction2 .pth files, read without torch) per clip, then pooling to 100
@@ -23,6 +26,7 @@ import sys
 from tal_jax import errors
 from tal_jax.engine import runlog
 from tal_jax.features import extract
+from tal_jax.features import frame_folders
 from tal_jax.features import video as video_lib
 
 
@@ -58,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument('--dump-score', action='store_true',
                  help='class scores (the ActivityNet 400-d features) instead '
                  'of pooled backbone features')
+  p.add_argument('--rawframes', action='store_true',
+                 help='--video is an MMAction2 rawframes folder (img_00001.jpg'
+                 ', flow_x_00001.jpg, flow_y_00001.jpg ...) or a folder of '
+                 'them, instead of video files')
   p.add_argument('--format', choices=('csv', 'npy'), default='csv')
   p.add_argument('--overwrite', action='store_true',
                  help='redo videos whose feature file exists')
@@ -75,7 +83,8 @@ def _log(line: str, args) -> None:
 
 def main(argv=None) -> extract.Report:
   args = _parser().parse_args(argv)
-  videos = video_lib.list_videos(args.video)
+  videos = (frame_folders.list_frame_folders(args.video) if args.rawframes
+            else video_lib.list_videos(args.video))
   extractor = extractor_from_args(args, args.dump_score)
   report = extract.extract_videos(
       videos, args.out_dir, extractor, args.format, args.overwrite,
