@@ -1,6 +1,6 @@
 """Writes a state dict of numpy arrays as a torch.save zip, without torch.
 
-The layout torch >= 1.6 writes and `torch.load` / `convert.mmaction2.load_pth`
+The layout torch >= 1.6 writes and `torch.load` / `convert.pth.load_pth`
 read: `archive/data.pkl` (pickle protocol 2: an OrderedDict of tensors, each
 `torch._utils._rebuild_tensor_v2(storage, 0, size, stride, False,
 OrderedDict())`, storages as persistent ids ('storage', torch.<T>Storage,

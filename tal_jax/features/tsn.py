@@ -33,7 +33,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from tal_jax import errors
-from tal_jax.convert import mmaction2
+from tal_jax.convert import pth
 from tal_jax.engine import parallel
 from tal_jax.nn import resnet
 from tal_jax.nn import resnet_import
@@ -153,7 +153,7 @@ def from_state_dict(sd: dict, stream: Stream, source: str = 'state dict',
 def load(path: str, stream: Stream, dtype: Any = jnp.float32
          ) -> tuple[TSN, dict]:
   """(module, variables) of an MMAction2 TSN .pth (no torch needed)."""
-  return from_state_dict(mmaction2.load_pth(path), stream, path, dtype)
+  return from_state_dict(pth.load_pth(path), stream, path, dtype)
 
 
 class Recognizer:
