@@ -109,6 +109,16 @@ def test_infer_video_end_to_end(files, capsys):
   config = tiny_config(base / 'cache')
   make_workdir(base / 'work', config, seed=1)
   out, png = str(base / 'props.json'), str(base / 'props.png')
+  with pytest.raises(errors.TalError, match='--video needs --rgb-checkpoint'):
+    infer_tool.main(['--workdir', str(base / 'work'), '--video', videos])
+  # A folder: the broken video is one error line, the other one goes on.
+  props = infer_tool.main(
+      ['--workdir', str(base / 'work'), '--video', videos,
+       '--rgb-checkpoint', rgb, '--flow-checkpoint', flow, '--out', out,
+       '--top', '3', '--quiet'])
+  assert list(props) == ['v_clip_a']
+  assert 'broken.mp4' in capsys.readouterr().err
+  # One file, with the plot; the features written above are reused.
   props = infer_tool.main(
       ['--workdir', str(base / 'work'), '--video',
        os.path.join(videos, 'clip_a.mp4'), '--rgb-checkpoint', rgb,

@@ -60,8 +60,10 @@ class Sampled:
 
 
 def sample_frames(frames: Iterable[np.ndarray], with_flow: bool,
-                  name: str = 'video', jpeg: bool = True) -> Sampled:
-  """Clips of a stream of [H, W, 3] uint8 RGB frames (see module doc)."""
+                  name: str = 'video', jpeg: bool = True,
+                  on_frame: Callable[[], None] | None = None) -> Sampled:
+  """Clips of a stream of [H, W, 3] uint8 RGB frames (see module doc);
+  on_frame() is called after each frame (progress)."""
   rgb, flows = {}, {}
   tvl1 = flow_lib.TVL1() if with_flow else None
   prev = None
@@ -75,6 +77,8 @@ def sample_frames(frames: Iterable[np.ndarray], with_flow: bool,
         flows[i - 1] = preprocess(
             flow_lib.quantised_flow(tvl1, prev, frame, jpeg=jpeg)[None])[0]
       prev = frame
+    if on_frame is not None:
+      on_frame()
   inds = sampling.untrimmed_frame_inds(n, sampling.RGB_CLIP_LEN)
   if not len(inds):
     raise errors.TalError(f'{name}: {n} frames, fewer than the '
@@ -90,9 +94,11 @@ def sample_frames(frames: Iterable[np.ndarray], with_flow: bool,
   return out
 
 
-def sample_video(path: str, with_flow: bool, jpeg: bool = True) -> Sampled:
+def sample_video(path: str, with_flow: bool, jpeg: bool = True,
+                 on_frame: Callable[[], None] | None = None) -> Sampled:
   """sample_frames of a video file (PyAV); TalError naming a bad video."""
-  return sample_frames(video_lib.iter_frames(path), with_flow, path, jpeg)
+  return sample_frames(video_lib.iter_frames(path), with_flow, path, jpeg,
+                       on_frame)
 
 
 def sample_frame_folder(video_dir: str, with_flow: bool) -> Sampled:
@@ -148,19 +154,17 @@ class Extractor:
       out['flow'] = self.flow(sampled.flow)[key]
     return out
 
-  def video_features(self, path: str,
-                     progress: Callable[[str], None] | None = None
-                     ) -> np.ndarray:
+  def video_features(self, path: str, bar=None) -> np.ndarray:
     """[100, D] float64 pooled features of a video file, or of a rawframes
-    folder (frame_folders.py) when `path` is a folder."""
-    if progress:
-      progress('decoding' + (' + TV-L1 flow' if self.flow else ''))
+    folder (frame_folders.py) when `path` is a folder. bar: a tqdm bar of
+    the video's frames (or None)."""
     if os.path.isdir(path):
       sampled = sample_frame_folder(path, self.flow is not None)
     else:
-      sampled = sample_video(path, self.flow is not None, self.jpeg)
-    if progress:
-      progress(f'recognising {len(sampled.rgb)} clips')
+      sampled = sample_video(path, self.flow is not None, self.jpeg,
+                             bar.update if bar is not None else None)
+    if bar is not None:
+      bar.set_postfix_str(f'recognising {len(sampled.rgb)} clips')
     out = self.clip_outputs(sampled)
     return pooling.merge_streams(out['rgb'], out.get('flow'))
 
@@ -178,6 +182,19 @@ def write_features(path: str, feat: np.ndarray) -> None:
       np.save(tmp, feat.astype(np.float32))
   else:
     errors.write_text(path, pooling.csv_text(feat))
+
+
+def _frame_bar(video: str):
+  """tqdm bar of one video's decoded frames (total from the container)."""
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  total = None
+  if not os.path.isdir(video):
+    try:
+      total = video_lib.video_info(video)['num_frames']
+    except errors.TalError:
+      pass
+  return tqdm(total=total, desc=os.path.basename(video), unit='frame',
+              position=1, leave=False)
 
 
 @dataclasses.dataclass
@@ -201,25 +218,24 @@ def extract_videos(videos: list[str], out_dir: str, extractor: Extractor,
   bar = None
   if show_progress:
     from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-    bar = tqdm(total=len(videos), desc='videos', unit='video')
+    bar = tqdm(total=len(videos), desc='videos', unit='video', position=0)
     log = bar.write
   for video in videos:
     path = output_path(out_dir, video, fmt)
     if os.path.exists(path) and not overwrite:
       report.skipped[video] = path
     else:
-      step = None
-      if bar is not None:
-        bar.set_postfix_str(os.path.basename(video))
-        step = lambda s, v=video: bar.set_postfix_str(
-            f'{os.path.basename(v)}: {s}')
+      frames = _frame_bar(video) if bar is not None else None
       try:
-        write_features(path, extractor.video_features(video, step))
+        write_features(path, extractor.video_features(video, frames))
         report.written[video] = path
         log(f'wrote {path}')
       except errors.TalError as e:
         report.failed[video] = str(e)
         log(f'error: {e}')
+      finally:
+        if frames is not None:
+          frames.close()
     if bar is not None:
       bar.update(1)
   if bar is not None:
