@@ -21,6 +21,7 @@ from tal_jax.features import flow as flow_lib
 from tal_jax.features import pooling
 from tal_jax.features import sampling
 from tal_jax.features import tsn
+from tal_jax.features import video
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden')
 sys.path.insert(0, GOLDEN)
@@ -176,3 +177,13 @@ def test_rawframes_folder_route(golden, frames, sampled, tmp_path):
   np.testing.assert_array_equal(flow[1, ..., 1], golden['flow/jpeg_y'][70])
   assert frame_folders.list_frame_folders(str(tmp_path)) == [str(d)]
   assert extract.feature_name(str(d)) == 'v_folder'
+
+
+def test_pyav_decodes_as_decord_and_cv2(golden, tmp_path):
+  """PyAV's frames of the example video are MMAction2's decoders' frames."""
+  path = tmp_path / 'example.mp4'
+  path.write_bytes(golden['decode/mp4'].tobytes())
+  got = np.stack(list(video.iter_frames(str(path))))
+  np.testing.assert_array_equal(got, golden['decode/decord'])
+  if not golden['decode/cv2_equals_decord']:
+    np.testing.assert_array_equal(got, golden['decode/cv2'])

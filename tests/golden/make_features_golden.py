@@ -26,6 +26,8 @@ Everything is MMAction2's own code, on the frames of features_frames.py
   The flow config's FormatShape('NCHW_Flow') is rejected by 1.2.0's
   FormatShape (not in its list of formats); 'NCHW' with modality 'Flow' is
   the 1.2.0 code path that stacks a clip's 5 x/y pairs into 10 channels.
+* decoding: the example video (tal_jax.features.video, PyAV's MPEG-4
+  encoder) decoded by Decord and by cv2.VideoCapture;
 * pooling: `activitynet_feature_postprocessing.py`'s `pool_feature` and its
   `merge_feat` (the CSV text) on the RGB and flow scores.
 * pth: torch.load of a tal_jax.convert.pth_write file (numpy writer) equals
@@ -41,7 +43,12 @@ npz keys:
   {rgb,flow}/scores [4, 200], {rgb,flow}/feature [4, 2048];
   pool/lengths, pool/in_<L> [L, 7] float64, pool/out_<L> [100, 7];
   pool/rgb_flow [100, 400] (pool_feature of both, concatenated);
-  csv (the merge_feat CSV text, as a 0-d unicode array).
+  csv (the merge_feat CSV text, as a 0-d unicode array);
+  decode/mp4 (bytes of the example video, 24 frames, written with PyAV),
+  decode/decord [24, 64, 96, 3] uint8 RGB: its frames as Decord (the video
+  feature config) decodes them; decode/cv2_equals_decord: whether
+  cv2.VideoCapture (flow_extraction.py, BGR flipped) gives the same (else
+  decode/cv2 holds them).
 """
 
 import argparse
@@ -69,6 +76,7 @@ SAMPLING_CASES = ((72, 1, 16, 1, 0), (71, 5, 16, 1, 0), (9, 1, 16, 1, 0),
                   (9, 1, 16, 1, 1), (10, 5, 16, 1, 1), (100, 5, 16, 2, 0),
                   (33, 3, 4, 1, 0), (5, 5, 2, 1, 0), (1000, 5, 16, 1, 1))
 POOL_LENGTHS = (1, 2, 3, 5, 37, 250)
+DECODE_FRAMES = 24
 
 
 def _bypass_models_init():
@@ -272,11 +280,40 @@ def pth_check():
         loaded[k].numpy(), v), k
 
 
+def decoding(out):
+  """The example video (PyAV's encoder) as MMAction2's decoders read it:
+  Decord (tsn_extract_video_feat_config.py) and cv2.VideoCapture
+  (flow_extraction.py)."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  import decord  # pylint: disable=g-import-not-at-top
+  from tal_jax.features import video  # pylint: disable=g-import-not-at-top
+  with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, 'example.mp4')
+    video.write_video(path, video.example_frames(DECODE_FRAMES))
+    with open(path, 'rb') as f:
+      out['decode/mp4'] = np.frombuffer(f.read(), np.uint8)
+    reader = decord.VideoReader(path, num_threads=1)
+    by_decord = reader.get_batch(list(range(len(reader)))).asnumpy()
+    cap, by_cv2 = cv2.VideoCapture(path), []
+    ok, frame = cap.read()
+    while ok:
+      by_cv2.append(frame[..., ::-1])
+      ok, frame = cap.read()
+  out['decode/decord'] = by_decord
+  # cv2's frames are stored only where they differ from Decord's.
+  by_cv2 = np.stack(by_cv2)
+  out['decode/cv2_equals_decord'] = np.bool_(
+      by_cv2.shape == by_decord.shape and np.array_equal(by_cv2, by_decord))
+  if not out['decode/cv2_equals_decord']:
+    out['decode/cv2'] = by_cv2
+
+
 def main():
   root = _bypass_models_init()
   frames = features_frames.frames()
   out = {'frames_sum': np.int64(frames.sum(dtype=np.int64))}
   sampling(out)
+  decoding(out)
   flow(root, frames, out)
   n = len(frames)
   stream(root, out, 'rgb', 'tsn_extract_rgb_feat_config.py', 'RGB',
