@@ -46,20 +46,17 @@ def mmaction_worker(npz_path: str, rgb_pth: str, flow_pth: str, reps: int):
   root = mfg._bypass_models_init()  # pylint: disable=protected-access
   data = np.load(npz_path)
   out = {}
-  for key, name, modality, clip_len, pth in (
-      ('rgb', 'tsn_extract_rgb_feat_config.py', 'RGB', 1, rgb_pth),
-      ('flow', 'tsn_extract_flow_feat_config.py', 'Flow', 5, flow_pth)):
+  for key, name, pth in (
+      ('rgb', 'tsn_extract_rgb_feat_config.py', rgb_pth),
+      ('flow', 'tsn_extract_flow_feat_config.py', flow_pth)):
     cfg = mfg._config(root, name, True)  # pylint: disable=protected-access
     from mmaction.registry import MODELS  # pylint: disable=g-import-not-at-top
     model = MODELS.build(cfg.model).eval()
     sd = torch.load(pth, weights_only=True)['state_dict']
     model.load_state_dict(sd, strict=True)
     clips = data[key]  # [N, 256, 256, C] uint8, preprocessed.
-    # PackActionInputs' NCHW layout of one video: [N * C', 256, 256].
-    if modality == 'RGB':
-      inputs = torch.from_numpy(clips.transpose(0, 3, 1, 2).copy())
-    else:
-      inputs = torch.from_numpy(clips.transpose(0, 3, 1, 2).copy())
+    # PackActionInputs' NCHW layout of one video: [N, C, 256, 256].
+    inputs = torch.from_numpy(clips.transpose(0, 3, 1, 2).copy())
     from mmaction.structures import ActionDataSample  # pylint: disable=g-import-not-at-top
     times = []
     for _ in range(reps + 1):

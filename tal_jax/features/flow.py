@@ -11,7 +11,7 @@ grayscale). `jpeg_roundtrip` reproduces that last lossy step.
 
 Frames here come as RGB, so the grey conversion is COLOR_RGB2GRAY (the same
 weights). Only the flow frames a clip needs are computed
-(`needed_flow_frames`); TV-L1 treats each pair on its own, so they equal the
+(extract.is_flow_frame); TV-L1 treats each pair on its own, so they equal the
 full run's. Needs OpenCV with the contrib modules
 (opencv-contrib-python-headless).
 """
@@ -19,7 +19,6 @@ full run's. Needs OpenCV with the contrib modules
 import numpy as np
 
 from tal_jax import errors
-from tal_jax.features import sampling
 
 BOUND = 20.
 JPEG_QUALITY = 95  # cv2.imwrite's default.
@@ -89,15 +88,3 @@ def quantised_flow(tvl1: TVL1, rgb0: np.ndarray, rgb1: np.ndarray,
     xy = jpeg_roundtrip(xy)
   return xy.transpose(1, 2, 0)
 
-
-def needed_flow_frames(max_index: int,
-                       clip_len: int = sampling.FLOW_CLIP_LEN,
-                       clip_interval: int = sampling.CLIP_INTERVAL) -> set:
-  """Flow frame indices (0-based) the flow clips of any video use, up to
-  max_index: the windows around every possible clip centre (a window's
-  clipping at a video's end only repeats an index of the same window)."""
-  centres = np.arange(clip_interval // 2, max_index + clip_interval,
-                      clip_interval)
-  half = clip_len // 2
-  return {int(c + o) for c in centres
-          for o in range(-half, clip_len - half) if 0 <= c + o <= max_index}

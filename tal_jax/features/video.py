@@ -125,7 +125,8 @@ def list_videos(path: str) -> list[str]:
     files = sorted(os.path.join(path, f) for f in os.listdir(path)
                    if f.lower().endswith(VIDEO_EXTENSIONS))
     if not files:
-      raise errors.TalError(f'{path}: no video files ({", ".join(VIDEO_EXTENSIONS)})')
+      raise errors.TalError(f'{path}: no video files '
+                            f'({", ".join(VIDEO_EXTENSIONS)})')
     return files
   if path.endswith('.txt'):
     if not os.path.isfile(path):
