@@ -153,3 +153,18 @@ def test_cli_rawframes_folders(files):
       str(root / 'v_one'), [8, 24])))['scores']
   np.testing.assert_allclose(x, pooling.pool_feature(want), rtol=1e-6,
                              atol=1e-6)
+
+
+def test_recognizer_batches(files):
+  """Short inputs use small power-of-two batches; the outputs do not depend
+  on the batch a clip lands in."""
+  _, rgb, _, _ = files
+  rec = tsn.Recognizer(*tsn.load(rgb, tsn.RGB), batch_size=8)
+  n = rec.mesh.devices.size
+  assert [rec.batch_for(k * n) for k in (1, 2, 3, 5, 8, 40)] == [
+      n, 2 * n, 4 * n, 8 * n, 8 * n, 8 * n]
+  clips = np.random.default_rng(0).integers(0, 256, (11, 64, 64, 3),
+                                            np.uint8)
+  whole = rec(clips)['scores']
+  one = np.concatenate([rec(clips[i:i + 1])['scores'] for i in (0, 9, 10)])
+  np.testing.assert_allclose(one, whole[[0, 9, 10]], rtol=1e-5, atol=1e-6)

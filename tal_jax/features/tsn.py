@@ -160,7 +160,7 @@ class Recognizer:
   """Runs a TSN over clips in jitted batches, split over the local devices.
 
   The batch is rounded up to a multiple of the device count; the last batch
-  is padded (one compiled shape for every call).
+  is padded (one compiled shape for long videos; see batch_for).
   """
 
   def __init__(self, module: TSN, variables: dict, batch_size: int = 16):
@@ -173,10 +173,18 @@ class Recognizer:
                                      NamedSharding(self.mesh, P()))
     self._apply = jax.jit(module.apply, out_shardings=self._data)
 
+  def batch_for(self, num_clips: int) -> int:
+    """The batch size for `num_clips` clips: batch_size, or for fewer clips
+    the smallest power of two (times the device count) holding them, so a
+    short video pads little and at most log2(batch_size) shapes compile."""
+    n = self.mesh.devices.size
+    per_device = -(-max(num_clips, 1) // n)
+    return min(self.batch_size, 2**int(np.ceil(np.log2(per_device))) * n)
+
   def __call__(self, clips: np.ndarray) -> dict[str, np.ndarray]:
     """clips [N, H, W, C] uint8 -> {'scores': [N, K], 'feature': [N, D]}."""
     outs = []
-    bs = self.batch_size
+    bs = self.batch_for(len(clips))
     for i in range(0, len(clips), bs):
       chunk = clips[i:i + bs]
       if len(chunk) < bs:
