@@ -103,6 +103,17 @@ def rescale_size(size: tuple[int, int], scale) -> tuple[int, int]:
   return int(w * factor + 0.5), int(h * factor + 0.5)
 
 
+def keep_ratio_scale(scale) -> tuple[float, float]:
+  """MMAction2 Resize's scale for keep_ratio: a -1 side becomes unlimited.
+
+  (-1, 256) -> (inf, 256): `rescale_size` then scales the short side to 256.
+  """
+  long_edge, short_edge = max(scale), min(scale)
+  if short_edge == -1:
+    return (np.inf, long_edge)
+  return tuple(scale)
+
+
 def _linear_taps(src: int, dst: int):
   """cv2 INTER_LINEAR taps of one axis: (first source index, w0, w1) int."""
   scale = 1.0 / (dst / src)
@@ -115,19 +126,19 @@ def _linear_taps(src: int, dst: int):
 
 
 def _hresize(rows: np.ndarray, dst_w: int, cols: slice) -> np.ndarray:
-  """Exact horizontal pass, >> 4: [K, R, W, 3] uint8 -> [K, R, w * 3] int32."""
-  k, r, src_w, _ = rows.shape
+  """Exact horizontal pass, >> 4: [K, R, W, C] uint8 -> [K, R, w * C] int32."""
+  k, r, src_w, c = rows.shape
   first, w0, w1 = _linear_taps(src_w, dst_w)
   edge = (first < 0) | (first >= src_w - 1)
   first = np.clip(first, 0, src_w - 1)[cols]
   second = np.minimum(first + 1, src_w - 1)
-  # Flat (x * 3 + channel) positions and weights: contiguous inner loops.
-  channel = np.arange(3)
-  first = (first[:, None] * 3 + channel).ravel()
-  second = (second[:, None] * 3 + channel).ravel()
-  w0 = np.repeat(np.where(edge, _COEF_SCALE, w0)[cols], 3)
-  w1 = np.repeat(np.where(edge, 0, w1)[cols], 3)
-  rows = rows.reshape(k, r, src_w * 3)
+  # Flat (x * C + channel) positions and weights: contiguous inner loops.
+  channel = np.arange(c)
+  first = (first[:, None] * c + channel).ravel()
+  second = (second[:, None] * c + channel).ravel()
+  w0 = np.repeat(np.where(edge, _COEF_SCALE, w0)[cols], c)
+  w1 = np.repeat(np.where(edge, 0, w1)[cols], c)
+  rows = rows.reshape(k, r, src_w * c)
   out = np.take(rows, first, axis=2) * w0  # uint8 * int32 -> int32.
   out += np.take(rows, second, axis=2) * w1
   out >>= 4  # the vertical pass only uses the values >> 4.
@@ -176,18 +187,21 @@ def _resize_window(frames, dst_w, dst_h, rows: slice, cols: slice):
   top = np.clip(first, 0, src_h - 1)
   bottom = np.clip(first + 1, 0, src_h - 1)
   needed, where = np.unique(np.concatenate([top, bottom]), return_inverse=True)
-  out = np.empty((frames.shape[0], len(top), (cols.stop - cols.start) * 3),
-                 np.uint8)
+  channels = frames.shape[3]
+  out = np.empty((frames.shape[0], len(top),
+                  (cols.stop - cols.start) * channels), np.uint8)
   for start in range(0, frames.shape[0], _FRAME_CHUNK):
     h = _hresize(frames[start:start + _FRAME_CHUNK, needed], dst_w, cols)
     out[start:start + _FRAME_CHUNK] = _vresize(
         np.take(h, where[:len(top)], axis=1),
         np.take(h, where[len(top):], axis=1), b0, b1)
-  return out.reshape(len(out), len(top), -1, 3)
+  return out.reshape(len(out), len(top), -1, channels)
 
 
 def resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-  """cv2.resize(INTER_LINEAR), bit-exact: [K, H, W, 3] uint8 -> [K, h, w, 3].
+  """cv2.resize(INTER_LINEAR), bit-exact: [K, H, W, C] uint8 -> [K, h, w, C].
+
+  Any channel count C (3 for RGB, 2 for optical flow x/y).
 
   size: (w, h).
   """
@@ -197,13 +211,13 @@ def resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def resize_keep_ratio(frames: np.ndarray, scale=RESIZE_SCALE) -> np.ndarray:
-  """MMAction2 Resize(scale, keep_ratio=True): [K, H, W, 3] -> [K, h, w, 3].
+  """MMAction2 Resize(scale, keep_ratio=True): [K, H, W, C] -> [K, h, w, C].
 
   No-op when the frames already have the target size.
   """
   frames = np.asarray(frames, np.uint8)
   return resize(frames, rescale_size((frames.shape[2], frames.shape[1]),
-                                     scale))
+                                     keep_ratio_scale(scale)))
 
 
 def _pair(crop_size) -> tuple[int, int]:
@@ -234,13 +248,17 @@ def center_crop(frames: np.ndarray, crop_size) -> np.ndarray:
 
 def preprocess(frames: np.ndarray, resize_scale=RESIZE_SCALE,
                crop_size=CROP_SIZE) -> np.ndarray:
-  """Resize(keep_ratio) + CenterCrop: [K, H, W, 3] -> uint8 [K, c, c, 3] RGB.
+  """Resize(keep_ratio) + CenterCrop: [K, H, W, C] -> uint8 [K, c, c, C].
+
+  resize_scale may hold -1 for "no limit" as MMAction2's Resize((-1, 256))
+  (short side 256), see `keep_ratio_scale`.
 
   Equal to `center_crop(resize_keep_ratio(frames, resize_scale), crop_size)`;
   only the cropped window is interpolated.
   """
   frames = np.asarray(frames, np.uint8)
-  dst_w, dst_h = rescale_size((frames.shape[2], frames.shape[1]), resize_scale)
+  dst_w, dst_h = rescale_size((frames.shape[2], frames.shape[1]),
+                              keep_ratio_scale(resize_scale))
   left, top, w, h = _crop_box(dst_w, dst_h, crop_size)
   return _resize_window(frames, dst_w, dst_h, slice(top, top + h),
                         slice(left, left + w))

@@ -62,9 +62,10 @@ def _backbone_only(state_dict: Mapping[str, np.ndarray]) -> dict:
   return dict(state_dict)
 
 
-def _layer_table(stage_blocks: Sequence[int], width: int, num_classes: int):
+def _layer_table(stage_blocks: Sequence[int], width: int, num_classes: int,
+                 in_channels: int = 3):
   """(torch module, flax module path, kind, torch weight shape) per layer."""
-  table = [('conv1', ('conv1',), 'conv', (width, 3, 7, 7)),
+  table = [('conv1', ('conv1',), 'conv', (width, in_channels, 7, 7)),
            ('bn1', ('bn1',), 'bn', (width,))]
   inplanes = width
   for i, blocks in enumerate(stage_blocks):
@@ -89,10 +90,11 @@ def _layer_table(stage_blocks: Sequence[int], width: int, num_classes: int):
 
 def expected_state_dict_shapes(
     stage_blocks: Sequence[int] = RESNET50_STAGE_BLOCKS, width: int = 64,
-    num_classes: int = 0) -> dict[str, tuple[int, ...]]:
+    num_classes: int = 0, in_channels: int = 3) -> dict[str, tuple[int, ...]]:
   """torchvision key -> shape for the model (no 'num_batches_tracked')."""
   shapes = {}
-  for name, _, kind, shape in _layer_table(stage_blocks, width, num_classes):
+  for name, _, kind, shape in _layer_table(stage_blocks, width, num_classes,
+                                           in_channels):
     if kind == 'conv':
       shapes[f'{name}.weight'] = shape
     elif kind == 'fc':
@@ -134,7 +136,8 @@ def _check_keys(sd: Mapping[str, np.ndarray], expected: Mapping[str, tuple],
 def resnet_variables_from_state_dict(
     state_dict: Mapping[str, np.ndarray],
     stage_blocks: Sequence[int] = RESNET50_STAGE_BLOCKS, width: int = 64,
-    num_classes: int = 0, source: str = 'state dict') -> dict:
+    num_classes: int = 0, source: str = 'state dict',
+    in_channels: int = 3) -> dict:
   """Maps a torchvision/MMAction2 ResNet state dict onto Flax variables.
 
   Args:
@@ -143,16 +146,20 @@ def resnet_variables_from_state_dict(
     stage_blocks, width, num_classes: the `tal_jax.nn.resnet.ResNet`
       attributes the variables are for (ResNet-50 without fc by default).
     source: names the checkpoint in error messages.
+    in_channels: input channels of the stem conv (3; 10 for MMAction2's
+      TSN flow model, 5 stacked x/y flow pairs).
   Returns:
     {'params': {...}, 'batch_stats': {...}} of float32 numpy arrays.
   Raises:
     TalError: missing or unexpected keys, or a shape mismatch.
   """
   sd = {torchvision_key(k): v for k, v in _backbone_only(state_dict).items()}
-  expected = expected_state_dict_shapes(stage_blocks, width, num_classes)
+  expected = expected_state_dict_shapes(stage_blocks, width, num_classes,
+                                        in_channels)
   _check_keys(sd, expected, num_classes, source)
   variables = {'params': {}, 'batch_stats': {}}
-  for name, path, kind, _ in _layer_table(stage_blocks, width, num_classes):
+  for name, path, kind, _ in _layer_table(stage_blocks, width, num_classes,
+                                          in_channels):
     if kind == 'bn':
       fields = _BN_FIELDS
     elif kind == 'conv':

@@ -5,6 +5,10 @@ r"""Proposals for one video (or a folder of videos) from its feature file.
   python -m tal_jax.tools.infer --workdir work_dirs/bmn --features csv_dir \
       --ann-file anet_anno_val.json --out results.json
 
+  python -m tal_jax.tools.infer --workdir work_dirs/bmn --video my.mp4 \
+      --rgb-checkpoint tsn_rgb.pth --flow-checkpoint tsn_flow.pth
+
+--video (without --features): videos -> features first (tal_jax.features).
 --features is a CSV (header + L rows of D values), a .npy [L, D], or a folder
 of them (with --ann-file, the files of the videos it lists). Features of any
 length L are resampled to the model's T bins as data preparation does (BSN's
@@ -28,6 +32,7 @@ from tal_jax import results_io
 from tal_jax.engine import runlog
 from tal_jax.data import activitynet
 from tal_jax.data import resample
+from tal_jax.features import for_infer
 from tal_jax.ops import segments
 from tal_jax.tools import export as export_tool
 
@@ -163,7 +168,7 @@ def _parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
       description='Top proposals (seconds) of videos from their features.')
   export_tool.add_model_args(p)
-  p.add_argument('--features', required=True,
+  p.add_argument('--features', default=None,
                  help='feature .csv / .npy [L, D], or a folder of them')
   p.add_argument('--duration-second', type=float, default=None,
                  help='video length in seconds (without --ann-file)')
@@ -176,7 +181,10 @@ def _parser() -> argparse.ArgumentParser:
                  help='ActivityNet results JSON to write')
   p.add_argument('--plot', default=None, help='timeline PNG to write')
   p.add_argument('--video', default=None,
-                 help='video to plot when --features is a folder')
+                 help='without --features: a video file, folder or .txt '
+                 'list to extract features from (tal_jax.features); with '
+                 '--features: the video to plot when it is a folder')
+  for_infer.add_args(p)
   p.add_argument('--top', type=int, default=10,
                  help='proposals to print and plot per video')
   p.add_argument('--batch-size', type=int, default=None,
@@ -208,6 +216,8 @@ def main(argv=None) -> dict[str, np.ndarray]:
   if args.duration_second is not None and not args.duration_second > 0:
     raise errors.TalError(f'--duration-second must be > 0, got '
                           f'{args.duration_second}')
+  if args.features is None:
+    for_infer.features_from_videos(args)
   files = list_feature_files(args.features)
   config, model_def, predictor, variables, where = export_tool.load_model(args)
   serving = export_tool.serving_of(config, model_def)
