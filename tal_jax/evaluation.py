@@ -656,3 +656,69 @@ def thumos14_map(ground_truth, predictions,
   ap, _ = detection_ap_table(ground_truth, predictions, tiou_thresholds,
                              'official', class_names, np.float32)
   return _map_dict(ap, tiou_thresholds)
+
+
+# ------------------------------------- THUMOS14 as OpenTAD and BSN/BMN report
+
+# BSN / BMN on THUMOS14: AR@AN at these AN, averaged over tIoU 0.5:0.05:1.0.
+THUMOS_AR_AN_POINTS = (50, 100, 200, 500, 1000)
+THUMOS_AR_TIOU_THRESHOLDS = np.linspace(0.5, 1.0, 11)
+
+
+def remove_duplicate_annotations(annotations, tol=1e-3):
+  """OpenTAD's `remove_duplicate_annotations`: drops segments of length <= 0
+  and repeats (same label, both ends within tol) of an earlier one."""
+  kept = []
+  for ann in annotations:
+    s, e = _segment(ann, 'ground truth')
+    if e - s <= 0:
+      continue
+    if not any(abs(s - ks) <= tol and abs(e - ke) <= tol and
+               ann['label'] == k['label'] for k, (ks, ke) in
+               ((k, _segment(k, 'ground truth')) for k in kept)):
+      kept.append(ann)
+  return kept
+
+
+def thumos14_opentad_map(ground_truth, predictions,
+                         tiou_thresholds=THUMOS_REPORT_THRESHOLDS,
+                         class_names=None):
+  """THUMOS14 mAP as OpenTAD's `mAP` evaluator (its THUMOS configs).
+
+  The ActivityNet toolkit's interpolated AP (float64, `argsort()[::-1]`
+  score order) per class over the ground truth's classes, after OpenTAD's
+  `remove_duplicate_annotations`. Inputs as `detection_ap_table`.
+
+  Returns:
+    {'mAP@0.30': .., ..., 'mAP@0.70': .., 'average_mAP': ..} fractions.
+  """
+  gt = {v: remove_duplicate_annotations(a) for v, a in ground_truth.items()}
+  ap, _ = detection_ap_table(gt, predictions, tiou_thresholds, 'official',
+                             class_names)
+  return _map_dict(ap, tiou_thresholds)
+
+
+def thumos14_ar_an(gt_by_video, proposals_by_video,
+                   points=THUMOS_AR_AN_POINTS,
+                   temporal_iou_thresholds=THUMOS_AR_TIOU_THRESHOLDS):
+  """AR@AN of THUMOS14 proposals as BSN / BMN report it.
+
+  The AR-AN curve of `average_recall_at_avg_proposals` up to
+  max(points) proposals per video, recall averaged over tIoU
+  0.5:0.05:1.0, read at each AN (the curve has 100 points, AN = k x
+  max(points) / 100, so every point must be a multiple of max / 100).
+
+  Returns:
+    {'AR@50': .., ..., 'AR@1000': ..} fractions.
+  """
+  top = max(points)
+  if any((p * 100) % top for p in points):
+    raise ValueError(f'AR@AN points {points} are not on the curve of '
+                     f'{top} / 100 steps')
+  mapping = match_video_ids(gt_by_video, proposals_by_video)
+  proposals = {g: proposals_by_video[v] for v, g in mapping.items() if g}
+  total = sum(len(p) for p in proposals_by_video.values())
+  recall, _, _, _ = average_recall_at_avg_proposals(
+      gt_by_video, proposals, total, top, temporal_iou_thresholds)
+  return {f'AR@{p}': float(np.mean(recall[:, p * 100 // top - 1]))
+          for p in points}

@@ -17,6 +17,7 @@ from tal_jax import errors
 from tal_jax.data import activitynet
 from tal_jax.data import synthetic
 from tal_jax.data import thumos14
+from tal_jax.data import thumos14_windows
 
 
 def data_config(synthetic_test_split: str = 'val') -> ml_collections.ConfigDict:
@@ -98,6 +99,8 @@ def load_split(config: ml_collections.ConfigDict, split: str,
   """
   if config.data.dataset == 'thumos14':
     return thumos14.load_split(config, split, progress)
+  if thumos14_windows.is_windowed(config):
+    return thumos14_windows.load_split(config, split, progress)
   features = uses_features
   paths = annotation_paths(
       config, config.model.temporal_dim if features else None, progress)

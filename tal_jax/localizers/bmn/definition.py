@@ -3,13 +3,17 @@
 import jax.numpy as jnp
 import numpy as np
 
+from tal_jax.data import thumos14_windows
 from tal_jax.engine import model_def
+from tal_jax.engine import predict
+from tal_jax.engine import window_test
 from tal_jax.localizers.bmn import boundary_matching
 from tal_jax.localizers.bmn import convert
 from tal_jax.localizers.bmn import loss
 from tal_jax.localizers.bmn import model
 from tal_jax.localizers.bmn import postprocess
 from tal_jax.localizers.bmn import targets
+from tal_jax.localizers.bmn import windows
 from tal_jax.ops import losses
 from tal_jax.ops import segments
 
@@ -42,8 +46,11 @@ def loss_fn(module, params, batch, rng, config):
 
 
 def decode(outputs, batch, config):
-  """(confidence map, start, end) -> soft-NMS'd proposals, normalised."""
+  """(confidence map, start, end) -> soft-NMS'd proposals, normalised
+  (THUMOS14 windows: OpenTAD's decoding, `windows.decode_windows`)."""
   del batch
+  if thumos14_windows.is_windowed(config):
+    return windows.decode_windows(outputs, config)
   conf, start, end = outputs
   t = config.test
   return postprocess.bmn_post_processing(
@@ -51,8 +58,17 @@ def decode(outputs, batch, config):
       t.soft_nms_high_threshold, t.post_process_top_k)
 
 
+def test(predictor, variables, videos, workdir, quiet=False):
+  """--mode=test: THUMOS14 windows (proposals, UntrimmedNet detections,
+  AR@AN and mAP) or the default proposal test."""
+  run = (window_test.window_test
+         if thumos14_windows.is_windowed(predictor.config)
+         else predict.proposal_test)
+  return run(predictor, variables, videos, workdir, quiet)
+
+
 DEFINITION = model_def.ModelDef(
     build=model.bmn_from_config, init_inputs=model_def.feature_inputs,
     train_arrays=train_arrays, eval_arrays=model_def.feature_arrays,
-    loss=loss_fn, forward=model_def.apply_forward, decode=decode,
+    loss=loss_fn, forward=model_def.apply_forward, decode=decode, test=test,
     import_state_dict=convert.import_state_dict, serving=convert.SERVING)

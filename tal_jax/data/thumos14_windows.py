@@ -1,0 +1,289 @@
+"""THUMOS14 for BMN/BSN: per-video snippet features cut into sliding windows.
+
+As OpenTAD's BMN THUMOS14 configs (`configs/bmn/thumos_{tsn,i3d}.py` on
+`ThumosSlidingDataset`): each video's snippet features [L, D] are cut into
+windows of `config.data.window_size` snippets (128) stepping by half a
+window (`window_overlap_ratio` 0.5; `tal_jax.ops.windows.window_bounds`).
+Training (and validation) keeps only windows holding more than `ioa_thresh`
+(0.9) of some action; its labels are the gts cut to the window, in snippets
+from the window's start. The test split keeps every window. Each window is
+one item of the VideoSet the engine trains on: features [N, window_size, D]
+and a record whose 'duration_second' = 'duration_frame' = 'feature_frame' =
+window_size, annotations in snippets (so the BMN/BSN labels of the window
+are OpenTAD's gt / tscale), and under 'window' where it came from (video,
+first snippet, first frame, fps, duration, snippet stride, offset) and the
+video's own ground truth in seconds ('video_annotations').
+
+Real data (any `config.data.feature_dir` / `ann_file_*` set): OpenTAD's
+layout. `ann_file_*`: OpenTAD's `thumos_14_anno.json`
+({"database": {video: {subset, duration, frame, annotations: [{segment,
+label}]}}}; `subset_{train,val,test}` pick its subsets: OpenTAD calls the
+THUMOS14 validation videos 'training' and the test videos 'validation');
+`feature_dir/<video>.npy`: [rows, D] features, one row per `feature_stride`
+frames, of which every `sample_stride`-th is a snippet (TSN: 1 and 5, I3D:
+4 and 1); `offset_frames` shifts snippet frames (I3D: 8); `block_list`: a
+file of video names to skip (OpenTAD's missing_files.txt).
+
+Embedded default (no data path): the real THUMOS14 ground truth shipped for
+SSN (`embedded/thumos14_subset.json.gz`: validation videos train, test
+videos test), frames = int(duration * frame_rate), with synthetic snippet
+features (`thumos14.video_features` at the snippet rate: class prototype
+and an actionness direction inside each action), generated in memory.
+"""
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from tal_jax import errors
+from tal_jax.data import activitynet
+from tal_jax.data import thumos14
+from tal_jax.ops import windows
+
+DATASET = 'thumos14_windows'
+
+
+def is_windowed(config) -> bool:
+  """Whether config.data reads THUMOS14 sliding windows."""
+  return config.data.get('dataset') == DATASET
+
+
+def video_gt_frames(record: dict[str, Any], class_names) -> tuple:
+  """OpenTAD's `ThumosSlidingDataset.get_gt`: ([G, 2] float32 frames,
+  [G] int labels) of one {duration, frame, annotations} record, Ambiguous
+  left out, frames int(second / duration * frame), exact repeats of
+  (segment, label) dropped."""
+  seen, segs, labels = set(), [], []
+  for a in record['annotations']:
+    if a['label'] == 'Ambiguous':
+      continue
+    s = int(float(a['segment'][0]) / record['duration'] * record['frame'])
+    e = int(float(a['segment'][1]) / record['duration'] * record['frame'])
+    key = (s, e, a['label'])
+    if key not in seen:
+      seen.add(key)
+      segs.append((s, e))
+      labels.append(class_names.index(a['label']))
+  return (np.asarray(segs, np.float32).reshape(-1, 2),
+          np.asarray(labels, np.int64))
+
+
+def split_video(record: dict[str, Any], setting: dict[str, Any],
+                class_names, with_labels: bool) -> list[dict[str, Any]]:
+  """The windows of one video: [{start, end, first_frame, segments [G', 2]
+  snippets, labels [G']}] (segments empty for test windows).
+
+  setting: snippet_stride, offset_frames, window_size, overlap, ioa_thresh.
+  """
+  stride = setting['snippet_stride']
+  bounds = windows.window_bounds(record['frame'], stride,
+                                 setting['window_size'], setting['overlap'])
+  gt, labels = video_gt_frames(record, class_names)
+  out = []
+  for start, end in bounds:
+    first, last = int(start) * stride, (int(end) - 1) * stride
+    item = {'start': int(start), 'end': int(end), 'first_frame': first,
+            'segments': np.zeros((0, 2), np.float32),
+            'labels': np.zeros((0,), np.int64)}
+    if with_labels:
+      cut = windows.window_labels(gt, labels, first, last, stride,
+                                  setting['offset_frames'],
+                                  setting['ioa_thresh'])
+      if cut is None:
+        continue
+      item['segments'], item['labels'] = cut
+    out.append(item)
+  return out
+
+
+def _window_record(name, record, item, setting, class_names):
+  w = setting['window_size']
+  fps = (setting['fps'] if setting['fps'] > 0 else
+         record['frame'] / record['duration'])
+  return {'duration_second': float(w), 'duration_frame': w,
+          'feature_frame': w,
+          'annotations': [{'segment': [float(s), float(e)],
+                           'label': class_names[int(c)]}
+                          for (s, e), c in zip(item['segments'],
+                                               item['labels'])],
+          'window': {'video': name, 'start': item['start'],
+                     'end': item['end'], 'first_frame': item['first_frame'],
+                     'fps': float(fps), 'duration': float(record['duration']),
+                     'snippet_stride': setting['snippet_stride'],
+                     'offset_frames': setting['offset_frames']},
+          'video_annotations': [a for a in record['annotations']
+                                if a['label'] != 'Ambiguous']}
+
+
+def window_set(videos: dict[str, dict[str, Any]], features, setting,
+               class_names, with_labels: bool) -> activitynet.VideoSet:
+  """Windows of `videos` ({name: {duration, frame, annotations}}) as a
+  VideoSet: features [N, window_size, D] float32 (zero-padded), records as
+  the module docstring says. `features(name)` -> the video's [L, D]
+  snippet features."""
+  names, feats, records = [], [], []
+  for name in sorted(videos):
+    rec = videos[name]
+    items = split_video(rec, setting, class_names, with_labels)
+    if not items:
+      continue
+    video_feats = features(name)
+    for item in items:
+      names.append(f"{name}@{item['start']}")
+      feats.append(windows.window_features(
+          video_feats, item['start'], item['end'],
+          setting['window_size'])[0])
+      records.append(_window_record(name, rec, item, setting, class_names))
+  if not names:
+    raise errors.TalError('THUMOS14 windows: no window holds a complete '
+                          'action (check ann_file and ioa_thresh)')
+  return activitynet.VideoSet(names, np.stack(feats), records)
+
+
+def setting_of(config, split: str) -> dict[str, Any]:
+  """Window setting of a split from config.data."""
+  d = config.data
+  return {'snippet_stride': int(d.feature_stride * d.sample_stride),
+          'offset_frames': int(d.offset_frames),
+          'window_size': int(d.window_size),
+          'overlap': float(d.test_window_overlap_ratio if split == 'test'
+                           else d.window_overlap_ratio),
+          'ioa_thresh': float(d.ioa_thresh), 'fps': float(d.fps)}
+
+
+# ------------------------------------------------------------- embedded
+
+
+def embedded_videos(split: str, num: int, seed: int, frame_rate: float
+                    ) -> dict[str, dict[str, Any]]:
+  """`num` real THUMOS14 records ('train': validation videos, else test) in
+  OpenTAD's form {duration, frame, annotations}."""
+  picked = thumos14.pick_records('train' if split == 'train' else 'test',
+                                 num, seed)
+  return {n: {'duration': r['duration_second'],
+              'frame': int(r['duration_second'] * frame_rate),
+              'annotations': r['annotations']} for n, r in picked.items()}
+
+
+def synthetic_features(videos, setting, feat_dim: int, seed: int):
+  """features(name) -> synthetic [L, D] snippet features of an embedded
+  video (seeded by the video's name)."""
+  stride = setting['snippet_stride']
+
+  def features(name):
+    rec = videos[name]
+    num = len(range(0, rec['frame'], stride))
+    gt, labels = video_gt_frames(rec, thumos14.CLASSES)
+    rows = np.concatenate([labels[:, None] + 1, gt / stride], axis=1)
+    rate = rec['frame'] / rec['duration'] / stride
+    rng = np.random.default_rng([seed, *name.encode()])
+    return thumos14.video_features(rows, num, feat_dim, rate, rng)
+  return features
+
+
+# ------------------------------------------------------------ real files
+
+
+def read_database(path: str, subset: str, block_list: str
+                  ) -> dict[str, dict[str, Any]]:
+  """{video: {duration, frame, annotations}} of one subset of OpenTAD's
+  THUMOS14 annotation json, blocked videos left out."""
+  try:
+    with open(os.path.expanduser(path)) as f:
+      database = json.load(f)['database']
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise errors.TalError(f'{path}: not an OpenTAD annotation json with '
+                          f'"database" ({e})') from None
+  blocked = set()
+  if block_list:
+    with open(os.path.expanduser(block_list)) as f:
+      blocked = {line.strip() for line in f if line.strip()}
+  out = {}
+  for name, rec in database.items():
+    if rec.get('subset') != subset or name in blocked:
+      continue
+    for key in ('duration', 'frame', 'annotations'):
+      if key not in rec:
+        raise errors.TalError(f'{path}: video {name}: no "{key}"')
+    out[name] = rec
+  if not out:
+    raise errors.TalError(f'{path}: no video of subset "{subset}"')
+  return out
+
+
+def file_features(config):
+  """features(name) -> <feature_dir>/<name>.npy rows [::sample_stride]."""
+  d = config.data
+
+  def features(name):
+    path = os.path.join(os.path.expanduser(d.feature_dir), name + '.npy')
+    if not os.path.isfile(path):
+      raise errors.TalError(f'video {name}: feature file {path} not found')
+    try:
+      a = np.load(path, mmap_mode='r')
+    except (ValueError, OSError) as e:
+      raise errors.TalError(f'video {name}: cannot read {path} ({e})'
+                            ) from None
+    if a.ndim != 2 or a.shape[1] != config.model.feat_dim:
+      raise errors.TalError(f'video {name}: {path} is {a.shape}, expected '
+                            f'[rows, {config.model.feat_dim}]')
+    return a[::int(d.sample_stride)]
+  return features
+
+
+def load_split(config, split: str, progress: bool = False
+               ) -> activitynet.VideoSet:
+  """A split ('train', 'val', 'test') as a VideoSet of windows; train and
+  val keep windows with a complete action, test keeps every window."""
+  del progress
+  d = config.data
+  setting = setting_of(config, split)
+  if d.feature_dir or d.ann_file_train or d.ann_file_val or d.ann_file_test:
+    ann = d[f'ann_file_{split}']
+    if not ann or not d.feature_dir:
+      raise errors.TalError(f'config.data.ann_file_{split} and feature_dir '
+                            'must be set (OpenTAD THUMOS14 layout)')
+    videos = read_database(ann, d[f'subset_{split}'], d.block_list)
+    features = file_features(config)
+  else:
+    num = d.synthetic_train if split == 'train' else d.synthetic_val
+    videos = embedded_videos(split, num, d.synthetic_seed, d.frame_rate)
+    features = synthetic_features(videos, setting, config.model.feat_dim,
+                                  d.synthetic_seed)
+  return window_set(videos, features, setting, thumos14.CLASSES,
+                    with_labels=split != 'test')
+
+
+# ----------------------------------------------------------- classifier
+
+UNTRIMMEDNET = os.path.join(os.path.dirname(__file__), 'embedded',
+                            'thumos14_untrimmednet_test.npz')
+
+
+def untrimmednet_scores(path: str = ''):
+  """scores(video) -> [101] UntrimmedNet class scores of a THUMOS14 test
+  video: from `path` (uNet_test.npy [1574, 101], row = video number - 1),
+  or the shipped rows of the embedded test videos when path is empty."""
+  if path:
+    try:
+      table = np.load(os.path.expanduser(path))
+    except (OSError, ValueError) as e:
+      raise errors.TalError(f'{path}: cannot read the UntrimmedNet scores '
+                            f'({e})') from None
+    if table.ndim != 2 or table.shape[1] != 101:
+      raise errors.TalError(f'{path}: shape {table.shape}, expected '
+                            '[videos, 101] (uNet_test.npy)')
+    rows = {i + 1: r for i, r in enumerate(table)}
+  else:
+    with np.load(UNTRIMMEDNET) as z:
+      rows = dict(zip(z['video_numbers'].tolist(), z['scores']))
+
+  def scores(video):
+    number = windows.untrimmednet_row(video) + 1
+    if number not in rows:
+      raise errors.TalError(f'video {video}: no UntrimmedNet scores '
+                            f'(row {number - 1}) in {path or UNTRIMMEDNET}')
+    return rows[number]
+  return scores
