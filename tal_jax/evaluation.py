@@ -45,12 +45,15 @@ AR_AN_POINTS = (1, 5, 10, 100)
 TIE_ORDERS = ('mmaction2', 'official')
 
 
-def segment_iou(c_start, c_end, t_start, t_end, overlap_self=False):
+def segment_iou(c_start, c_end, t_start, t_end, overlap_self=False,
+                toolkit_iou=False):
   """Elementwise (broadcast) IoU of candidate and target segments.
 
   Arithmetic runs in the inputs' dtype, the final division in float64, and the
   result is rounded to float32, all as MMAction2's `pairwise_temporal_iou`.
   Zero-length candidate and target give NaN (0/0), as upstream.
+  toolkit_iou: the ActivityNet toolkit's (and OpenTAD's) `segment_iou`
+  instead: float64 result, union clipped at 1e-8 (no NaN).
 
   Returns:
     iou float32 (broadcast shape); with `overlap_self` also the intersection
@@ -59,6 +62,8 @@ def segment_iou(c_start, c_end, t_start, t_end, overlap_self=False):
   inter = np.clip(np.minimum(c_end, t_end) - np.maximum(c_start, t_start), 0,
                   None)
   union = (t_end - t_start) + (c_end - c_start) - inter
+  if toolkit_iou:
+    return inter.astype(np.float64) / np.maximum(union, 1e-8)
   with np.errstate(divide='ignore', invalid='ignore'):
     iou = (inter.astype(np.float64) / union).astype(np.float32)
     if not overlap_self:
@@ -329,7 +334,7 @@ def _match_single_gt(iou, rows, thresholds):
   return (t < reach[:, None]) & (t >= before[:, None])
 
 
-def _match_bucket(pred_segments, rows, gts, thresholds):
+def _match_bucket(pred_segments, rows, gts, thresholds, toolkit_iou=False):
   """Greedy matching for predictions whose groups all hold g gts.
 
   Args:
@@ -351,7 +356,7 @@ def _match_bucket(pred_segments, rows, gts, thresholds):
   """
   n, g = gts.shape[:2]
   iou = segment_iou(pred_segments[:, None, 0], pred_segments[:, None, 1],
-                    gts[..., 0], gts[..., 1])
+                    gts[..., 0], gts[..., 1], toolkit_iou=toolkit_iou)
   if g == 1:
     return _match_single_gt(iou, rows, thresholds)
   order = np.argsort(iou, axis=1)[:, ::-1]
@@ -389,7 +394,8 @@ def _stable_argsort(key):
   return order
 
 
-def _true_positives(gt_key, gt_segments, pred_key, pred_segments, thresholds):
+def _true_positives(gt_key, gt_segments, pred_key, pred_segments, thresholds,
+                    toolkit_iou=False):
   """Greedy matching of sorted predictions, vectorised over (class, video).
 
   Args:
@@ -416,7 +422,7 @@ def _true_positives(gt_key, gt_segments, pred_key, pred_segments, thresholds):
   for sel in np.split(pos, bounds):
     g = int(count[row[sel[0]]])
     tp[sel] = _match_bucket(pred_segments[sel], row[sel],
-                            padded[row[sel], :g], thresholds)
+                            padded[row[sel], :g], thresholds, toolkit_iou)
   return tp.T
 
 
@@ -455,7 +461,8 @@ def detection_average_precision(gt_video, gt_label, gt_segments, pred_video,
                                 pred_label, pred_segments, pred_scores,
                                 num_classes,
                                 tiou_thresholds=ANET_TIOU_THRESHOLDS,
-                                tie_order='mmaction2', dtype=np.float64):
+                                tie_order='mmaction2', dtype=np.float64,
+                                toolkit_iou=False):
   """Per-class, per-tIoU AP of detections (array-level core).
 
   Args:
@@ -470,6 +477,8 @@ def detection_average_precision(gt_video, gt_label, gt_segments, pred_video,
     tie_order: 'mmaction2' (stable sort, the default) or 'official'.
     dtype: float64 as ActivityNetLocalization; float32 reproduces 0.24.1's
       `average_precision_at_temporal_iou` (float32 precision/recall and AP).
+    toolkit_iou: float64 IoU as the ActivityNet toolkit / OpenTAD (see
+      `segment_iou`) instead of MMAction2's float32.
 
   Returns:
     ap [T, C] float64; a class without predictions has AP 0.
@@ -487,7 +496,7 @@ def detection_average_precision(gt_video, gt_label, gt_segments, pred_video,
   gt_segments = np.asarray(gt_segments, np.float64).reshape(-1, 2)
   pred_segments = np.asarray(pred_segments, np.float64).reshape(-1, 2)
   tp = _true_positives(gt_key, gt_segments, pred_key, pred_segments[order],
-                       thresholds)
+                       thresholds, toolkit_iou)
   bounds = np.searchsorted(pl, np.arange(num_classes + 1))
   num_positives = np.bincount(gt_label, minlength=num_classes)
   return _class_ap(tp, bounds, num_positives, dtype)
@@ -584,7 +593,7 @@ def _flatten_predictions(predictions, videos, index):
 
 def detection_ap_table(ground_truth, predictions, tiou_thresholds,
                        tie_order='mmaction2', class_names=None,
-                       dtype=np.float64):
+                       dtype=np.float64, toolkit_iou=False):
   """AP [T, C'] over the C' classes that have ground truth, and their names.
 
   Args:
@@ -601,7 +610,7 @@ def detection_ap_table(ground_truth, predictions, tiou_thresholds,
                                                      class_names)
   pred = _flatten_predictions(predictions, videos, index)
   ap = detection_average_precision(*gt, *pred, len(classes), tiou_thresholds,
-                                   tie_order, dtype)
+                                   tie_order, dtype, toolkit_iou)
   has_gt = np.bincount(gt[1], minlength=len(classes)) > 0
   if not has_gt.all():
     warnings.warn(f'{int((~has_gt).sum())} classes have no ground truth; '
@@ -686,15 +695,15 @@ def thumos14_opentad_map(ground_truth, predictions,
   """THUMOS14 mAP as OpenTAD's `mAP` evaluator (its THUMOS configs).
 
   The ActivityNet toolkit's interpolated AP (float64, `argsort()[::-1]`
-  score order) per class over the ground truth's classes, after OpenTAD's
-  `remove_duplicate_annotations`. Inputs as `detection_ap_table`.
+  score order, float64 IoU) per class over the ground truth's classes, after
+  OpenTAD's `remove_duplicate_annotations`. Inputs as `detection_ap_table`.
 
   Returns:
     {'mAP@0.30': .., ..., 'mAP@0.70': .., 'average_mAP': ..} fractions.
   """
   gt = {v: remove_duplicate_annotations(a) for v, a in ground_truth.items()}
   ap, _ = detection_ap_table(gt, predictions, tiou_thresholds, 'official',
-                             class_names)
+                             class_names, toolkit_iou=True)
   return _map_dict(ap, tiou_thresholds)
 
 

@@ -7,8 +7,8 @@ detections each is labelled with the video's top-k UntrimmedNet classes
 scores to 1e-4); the windows of a video are merged and soft-NMS'd again.
 Writes, in the workdir (atomically):
 - results.json: detections ({"results": {video: [{segment, score, label}]}});
-- proposals.json: proposals (no label), up to test.proposal_max_seg_num per
-  video, for AR@AN;
+- proposals.json: proposals (no label, rounded likewise), up to
+  test.proposal_max_seg_num per video, for AR@AN;
 - metrics.json: AR@50..AR@1000 (tIoU 0.5:0.05:1.0) and mAP@0.30..0.70 with
   OpenTAD's evaluator (tal_jax.evaluation.thumos14_opentad_map).
 """
@@ -80,6 +80,7 @@ def video_results(per_window, scores_of, test):
     rounded = [_rounded(s, c) + (np.zeros(len(c), np.int64),)
                for s, c in parts]
     segs, scores, _ = merge_video(rounded, test, test.proposal_max_seg_num)
+    segs, scores = _rounded(segs, scores)
     proposals[video] = np.concatenate([segs, scores[:, None]], axis=1)
     fused = []
     for s, c in parts:
@@ -130,8 +131,9 @@ def window_test(predictor, variables, videos, workdir, quiet=False):
                        'external_data': {}})
     errors.write_json(os.path.join(workdir, 'proposals.json'),
                       {'version': 'THUMOS14', 'results': {
-                          v: [{'segment': [float(a), float(b)],
-                               'score': float(c)} for a, b, c in p]
+                          v: [{'segment': [round(float(a), 2),
+                                           round(float(b), 2)],
+                               'score': round(float(c), 4)} for a, b, c in p]
                           for v, p in proposals.items()},
                        'external_data': {}})
     errors.write_json(os.path.join(workdir, 'metrics.json'), metrics,

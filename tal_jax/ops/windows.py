@@ -193,14 +193,23 @@ def segment_voting(kept: np.ndarray, segments: np.ndarray,
                    scores: np.ndarray, iou_threshold: float) -> np.ndarray:
   """[N, 2] kept segments moved to the score-weighted mean of all [K, 2]
   input segments overlapping them by IoU >= iou_threshold (OpenTAD's
-  `seg_voting`, float32)."""
+  `seg_voting`, float32). A zero-length kept segment (a proposal past the
+  video's end, clipped to [duration, duration]) overlaps nothing (0/0):
+  OpenTAD makes it NaN, tal_jax keeps it as it is."""
+  with np.errstate(divide='ignore', invalid='ignore'):
+    return _voting(kept, segments, scores, iou_threshold)
+
+
+def _voting(kept, segments, scores, iou_threshold):
   a, b = kept[:, None, :], segments[None, :, :]
   inter = np.maximum(np.minimum(a[..., 1], b[..., 1]) -
                      np.maximum(a[..., 0], b[..., 0]), np.float32(0))
   union = (a[..., 1] - a[..., 0]) + (b[..., 1] - b[..., 0]) - inter
   weights = (inter / union >= np.float32(iou_threshold)) * scores[None, :]
-  weights = (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
-  return (weights @ segments).astype(np.float32)
+  total = weights.sum(axis=1, keepdims=True)
+  weights = (weights / total).astype(np.float32)
+  voted = (weights @ segments).astype(np.float32)
+  return np.where(total > 0, voted, kept).astype(np.float32)
 
 
 def batched_nms(segments: np.ndarray, scores: np.ndarray, labels: np.ndarray,
