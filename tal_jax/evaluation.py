@@ -696,12 +696,19 @@ def thumos14_opentad_map(ground_truth, predictions,
 
   The ActivityNet toolkit's interpolated AP (float64, `argsort()[::-1]`
   score order, float64 IoU) per class over the ground truth's classes, after
-  OpenTAD's `remove_duplicate_annotations`. Inputs as `detection_ap_table`.
+  OpenTAD's `remove_duplicate_annotations`. Inputs as `detection_ap_table`,
+  except that predictions whose label is no ground-truth class (nor in
+  class_names) are ignored, as OpenTAD does.
 
   Returns:
     {'mAP@0.30': .., ..., 'mAP@0.70': .., 'average_mAP': ..} fractions.
   """
   gt = {v: remove_duplicate_annotations(a) for v, a in ground_truth.items()}
+  known = set(class_names or []) | {a.get('label') for anns in gt.values()
+                                    for a in anns}
+  predictions = {v: [p for p in items
+                     if not isinstance(p, Mapping) or p.get('label') in known]
+                 for v, items in predictions.items()}
   ap, _ = detection_ap_table(gt, predictions, tiou_thresholds, 'official',
                              class_names, toolkit_iou=True)
   return _map_dict(ap, tiou_thresholds)

@@ -87,3 +87,27 @@ def test_slowonly_k700_presets(name, changed):
       'data.feature_dir': ANET + 'k700slowonly',
       'data.ann_file_train': ANET + 'anet_anno_train.json',
       'data.ann_file_val': ANET + 'anet_anno_val.json', **changed}
+
+
+def test_bmn_thumos14_opentad_values():
+  # OpenTAD configs/bmn/thumos_tsn.py and thumos_i3d.py.
+  tsn = load('bmn_thumos14', 'tsn')
+  d, t, tr = tsn.data, tsn.test, tsn.train
+  assert (d.window_size, d.window_overlap_ratio, d.test_window_overlap_ratio,
+          d.ioa_thresh, d.feature_stride, d.sample_stride,
+          d.offset_frames) == (128, 0.5, 0.5, 0.9, 1, 5, 0)
+  assert (tsn.model.temporal_dim, tsn.model.feat_dim, t.max_duration) == (
+      128, 2048, 64)
+  assert (t.nms_sigma, t.nms_max_seg_num, t.nms_min_score,
+          t.nms_voting_thresh, t.classifier_topk) == (0.3, 200, 1e-4, 0.95, 2)
+  assert (tr.batch_size, tr.num_epochs, tr.learning_rate, tr.weight_decay,
+          tuple(tr.lr_milestones), tr.grad_clip_norm) == (
+              16, 8, 1e-4, 1e-4, (5,), 1.0)
+  i3d = load('bmn_thumos14', 'i3d').data
+  assert (i3d.feature_stride, i3d.sample_stride, i3d.offset_frames) == (4, 1,
+                                                                        8)
+  assert load('bmn_thumos14').data.dataset == 'thumos14_windows'
+  assert load('bmn_thumos14', 'tiny').model.temporal_dim == load(
+      'bmn_thumos14', 'tiny').data.window_size
+  with pytest.raises(ValueError, match='unknown preset'):
+    load('bmn_thumos14', 'huge')

@@ -109,8 +109,7 @@ def thumos14_metrics(gt, proposals, detections) -> dict[str, float]:
                                np.float64).reshape(-1, 2)
                  for v, anns in gt.items()}
   metrics = evaluation.thumos14_ar_an(gt_segments, proposals)
-  metrics.update(evaluation.thumos14_opentad_map(
-      gt, detections, class_names=thumos14.CLASSES))
+  metrics.update(evaluation.thumos14_opentad_map(gt, detections))
   return metrics
 
 

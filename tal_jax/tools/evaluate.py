@@ -8,7 +8,11 @@ r"""Scores proposals (AR@AN, AUC) and/or detections (mAP) against ground truth.
 Numbers as MMAction2 1.2.0 (ANetMetric 'AR@AN', ActivityNetLocalization):
 `AR@1 AR@5 AR@10 AR@100` fractions, `AUC` percent, `mAP@0.50` ... `mAP@0.95`
 and `average_mAP` fractions (--dataset thumos14: `mAP@0.30` ... `mAP@0.70`
-as MMAction2 0.24.1's SSN). --gt takes MMAction2's anno json (or the full
+as MMAction2 0.24.1's SSN; --dataset thumos14_opentad: `AR@50` ...
+`AR@1000` over tIoU 0.5:0.05:1.0 as BSN/BMN report THUMOS14, and mAP as
+OpenTAD's evaluator, for the files `--config=configs/bmn_thumos14.py
+--mode=test` writes: --proposals proposals.json --detections results.json).
+--gt takes MMAction2's anno json (or the full
 anet_anno_action.json with --subset validation --video-info video_info_new.csv)
 or an ActivityNet ground-truth json (`database`, with optional --subset).
 """
@@ -53,6 +57,13 @@ def evaluate(gt, proposals=None, detections=None, tie_order='mmaction2',
   0.3..0.7, `evaluation.thumos14_map`) instead of ActivityNet's.
   """
   metrics = {}
+  if dataset == 'thumos14_opentad':
+    if proposals is not None:
+      metrics.update(evaluation.thumos14_ar_an(
+          results_io.gt_segments(gt), results_io.proposal_arrays(proposals)))
+    if detections is not None:
+      metrics.update(evaluation.thumos14_opentad_map(gt, detections))
+    return metrics
   if proposals is not None:
     metrics.update(evaluation.ar_an_metrics(
         results_io.gt_segments(gt), results_io.proposal_arrays(proposals),
@@ -80,10 +91,12 @@ def main(argv=None):
                       'default) or official (ActivityNet toolkit)')
   parser.add_argument('--max-avg-proposals', type=int, default=100,
                       help='AN at the end of the AR-AN curve')
-  parser.add_argument('--dataset', choices=('activitynet', 'thumos14'),
+  parser.add_argument('--dataset',
+                      choices=('activitynet', 'thumos14', 'thumos14_opentad'),
                       default='activitynet',
-                      help='detection mAP protocol: ActivityNet (tIoU '
-                      '0.5:0.05:0.95) or THUMOS14 (SSN eval_ap, 0.3..0.7)')
+                      help='protocol: ActivityNet (tIoU 0.5:0.05:0.95), '
+                      'THUMOS14 (SSN eval_ap, 0.3..0.7) or thumos14_opentad '
+                      '(AR@50..1000 and OpenTAD mAP@0.3..0.7)')
   args = parser.parse_args(argv)
   if not args.proposals and not args.detections:
     raise errors.TalError('give --proposals and/or --detections')
