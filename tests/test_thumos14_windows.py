@@ -143,7 +143,7 @@ def _bmn_windows(arrays, golden, config):
   conf = np.zeros((n, t, t, 2), np.float32)
   conf[:, :iou.shape[2]] = np.transpose(iou, (0, 2, 3, 1))
   props, valid = bmn_windows.decode_windows(
-      (conf, tem[:, 0], tem[:, 1]), config)
+      (conf, tem[:, 0], tem[:, 1]), config.test)
   per_window = {}
   for b, meta in enumerate(golden['bmn']['metas']):
     window = {'snippet_stride': meta['snippet_stride'],

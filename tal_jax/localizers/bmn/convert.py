@@ -12,6 +12,7 @@ import numpy as np
 from tal_jax.engine import model_def
 from tal_jax.errors import TalError
 from tal_jax.localizers.bmn import postprocess
+from tal_jax.localizers.bmn import windows
 
 
 # (torch module, kind, in, out, kernel, groups) per layer; widths from config.
@@ -92,8 +93,12 @@ def import_state_dict(state_dict: Mapping[str, np.ndarray], config,
 
 
 def serving_decode(outputs: dict[str, np.ndarray], test_config):
-  """BMN outputs -> (proposals [B, K, 3] normalised, valid [B, K])."""
+  """BMN outputs -> (proposals [B, K, 3] normalised, valid [B, K]); a
+  THUMOS14 window config (its test has nms_sigma) decodes as OpenTAD."""
   t = test_config
+  if 'nms_sigma' in t:
+    return windows.decode_windows((outputs['confidence_map'],
+                                   outputs['start'], outputs['end']), t)
   return postprocess.bmn_post_processing(
       outputs['confidence_map'], outputs['start'], outputs['end'],
       t.soft_nms_alpha, t.soft_nms_low_threshold, t.soft_nms_high_threshold,

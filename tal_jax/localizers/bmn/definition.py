@@ -50,7 +50,7 @@ def decode(outputs, batch, config):
   (THUMOS14 windows: OpenTAD's decoding, `windows.decode_windows`)."""
   del batch
   if thumos14_windows.is_windowed(config):
-    return windows.decode_windows(outputs, config)
+    return windows.decode_windows(outputs, config.test)
   conf, start, end = outputs
   t = config.test
   return postprocess.bmn_post_processing(

@@ -50,12 +50,13 @@ def window_candidates(confidence_map: np.ndarray, start: np.ndarray,
   return segs, scores
 
 
-def decode_windows(outputs, config):
+def decode_windows(outputs, test):
   """(confidence maps [B, T, T, 2], starts [B, T], ends [B, T]) ->
   (proposals [B, K, 3] (start, end, score) in [0, 1] of the window,
-  valid [B, K]), K = config.test.nms_max_seg_num."""
+  valid [B, K]), K = test.nms_max_seg_num; `test`: config.test of a
+  THUMOS14 window config (configs/bmn_thumos14.py)."""
   conf, start, end = (np.asarray(x) for x in outputs)
-  t = config.test
+  t = test
   k, temporal_dim = t.nms_max_seg_num, start.shape[1]
   props = np.zeros((len(conf), k, 3), np.float64)
   valid = np.zeros((len(conf), k), bool)
