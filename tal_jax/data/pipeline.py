@@ -100,7 +100,7 @@ def load_split(config: ml_collections.ConfigDict, split: str,
   if config.data.dataset == 'thumos14':
     return thumos14.load_split(config, split, progress)
   if thumos14_windows.is_windowed(config):
-    return thumos14_windows.load_split(config, split, progress)
+    return thumos14_windows.load_split(config, split, progress, uses_features)
   features = uses_features
   paths = annotation_paths(
       config, config.model.temporal_dim if features else None, progress)

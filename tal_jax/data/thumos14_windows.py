@@ -35,6 +35,7 @@ import json
 import os
 from typing import Any
 
+import ml_collections
 import numpy as np
 
 from tal_jax import errors
@@ -122,14 +123,15 @@ def window_set(videos: dict[str, dict[str, Any]], features, setting,
   """Windows of `videos` ({name: {duration, frame, annotations}}) as a
   VideoSet: features [N, window_size, D] float32 (zero-padded), records as
   the module docstring says. `features(name)` -> the video's [L, D]
-  snippet features."""
+  snippet features; None: no features ([N, window_size, 0])."""
   names, feats, records = [], [], []
   for name in sorted(videos):
     rec = videos[name]
     items = split_video(rec, setting, class_names, with_labels)
     if not items:
       continue
-    video_feats = features(name)
+    video_feats = (features(name) if features else
+                   np.zeros((max(i['end'] for i in items), 0), np.float32))
     for item in items:
       names.append(f"{name}@{item['start']}")
       feats.append(windows.window_features(
@@ -151,6 +153,69 @@ def setting_of(config, split: str) -> dict[str, Any]:
           'overlap': float(d.test_window_overlap_ratio if split == 'test'
                            else d.window_overlap_ratio),
           'ioa_thresh': float(d.ioa_thresh), 'fps': float(d.fps)}
+
+
+# --------------------------------------------------------------- config
+
+
+def add_data_fields(data: ml_collections.ConfigDict) -> None:
+  """Makes `data` (pipeline.data_config()) the config.data of the THUMOS14
+  window configs (configs/*_thumos14.py), with OpenTAD's values
+  (configs/bmn/thumos_tsn.py and its dataset file)."""
+  data.dataset = 'thumos14_windows'
+  # OpenTAD thumos_14_anno.json subsets: 'training' holds the THUMOS14
+  # validation videos, 'validation' the test videos (features_tsn_sw.py:
+  # train subset_name="training", val and test "validation").
+  data.subset_train = 'training'
+  data.subset_val = 'validation'
+  data.subset_test = 'validation'
+  # Videos to skip (features_tsn_sw.py: block_list = missing_files.txt).
+  data.block_list = ''
+  # Frames per feature row, rows per snippet, frame of row 0 (thumos_tsn.py:
+  # feature_stride=1, sample_stride=5; thumos_i3d.py: 4, 1, offset_frames=8).
+  data.feature_stride = 1
+  data.sample_stride = 5
+  data.offset_frames = 0
+  # Snippets per window; overlap of train/val and test windows; a train/val
+  # window is kept when it holds more than ioa_thresh of an action
+  # (thumos_tsn.py: window_size=128, window_overlap_ratio=0.5 in all three
+  # splits, ioa_thresh=0.9 in train and val).
+  data.window_size = 128
+  data.window_overlap_ratio = 0.5
+  data.test_window_overlap_ratio = 0.5
+  data.ioa_thresh = 0.9
+  # Video fps for frames -> seconds; -1: frame / duration of each video
+  # (SlidingWindowDataset's fps=-1).
+  data.fps = -1.0
+  # Embedded set: frames per second of its videos (THUMOS14 is 30 fps).
+  data.frame_rate = 30.0
+  # What --mode=test reads: 'test' (every window of the test videos) or
+  # 'full' (the train windows too: BSN's TEM test feeds PGM's train mode).
+  data.test_windows = 'test'
+
+
+def test_config() -> ml_collections.ConfigDict:
+  """config.test of the window configs: OpenTAD's post-processing of
+  thumos_tsn.py (the merge of a video's windows, the classifier)."""
+  test = ml_collections.ConfigDict()
+  # post_processing.nms: use_soft_nms=True, sigma=0.3, max_seg_num=200,
+  # min_score=0.0001, multiclass=False, voting_thresh=0.95 (per window, then
+  # again per video after merging the windows).
+  test.nms_sigma = 0.3
+  test.nms_max_seg_num = 200
+  test.nms_min_score = 0.0001
+  test.nms_voting_thresh = 0.95
+  # Proposals kept per video for AR@AN (tal_jax's: AR@1000 needs 1000).
+  test.proposal_max_seg_num = 1000
+  # post_processing.external_cls: UntrimmedNetTHUMOSClassifier, topk=2.
+  # Empty file: the shipped uNet_test.npy rows of the THUMOS14 test videos.
+  test.classifier_file = ''
+  test.classifier_topk = 2
+  # roi_head.proposal_generator dscale=64: longest decoded proposal.
+  test.max_duration = 64
+  # Windows per inference batch (solver.test batch_size=16).
+  test.batch_size = 16
+  return test
 
 
 # ------------------------------------------------------------- embedded
@@ -233,11 +298,23 @@ def file_features(config):
   return features
 
 
-def load_split(config, split: str, progress: bool = False
-               ) -> activitynet.VideoSet:
+def load_split(config, split: str, progress: bool = False,
+               uses_features: bool = True) -> activitynet.VideoSet:
   """A split ('train', 'val', 'test') as a VideoSet of windows; train and
-  val keep windows with a complete action, test keeps every window."""
+  val keep windows with a complete action, test keeps every window (and,
+  with data.test_windows 'full', the train windows first). Without
+  `uses_features` (BSN's PGM and PEM) the features are [N, window, 0]."""
   del progress
+  if split == 'test' and config.data.test_windows == 'full':
+    train, test = (_load(config, s, uses_features) for s in ('train', 'test'))
+    return activitynet.VideoSet(
+        train.names + test.names,
+        np.concatenate([train.features, test.features]),
+        train.records + test.records)
+  return _load(config, split, uses_features)
+
+
+def _load(config, split: str, uses_features: bool) -> activitynet.VideoSet:
   d = config.data
   setting = setting_of(config, split)
   if d.feature_dir or d.ann_file_train or d.ann_file_val or d.ann_file_test:
@@ -246,12 +323,13 @@ def load_split(config, split: str, progress: bool = False
       raise errors.TalError(f'config.data.ann_file_{split} and feature_dir '
                             'must be set (OpenTAD THUMOS14 layout)')
     videos = read_database(ann, d[f'subset_{split}'], d.block_list)
-    features = file_features(config)
+    features = file_features(config) if uses_features else None
   else:
     num = d.synthetic_train if split == 'train' else d.synthetic_val
     videos = embedded_videos(split, num, d.synthetic_seed, d.frame_rate)
-    features = synthetic_features(videos, setting, config.model.feat_dim,
-                                  d.synthetic_seed)
+    features = (synthetic_features(videos, setting, config.model.feat_dim,
+                                   d.synthetic_seed) if uses_features
+                else None)
   return window_set(videos, features, setting, thumos14.CLASSES,
                     with_labels=split != 'test')
 

@@ -67,7 +67,7 @@ def collect(predictor, params, videos, progress=False):
     for j, i in enumerate(idx):
       window = videos.records[i]['window']
       secs = window_seconds(props[j][valid[j]], window,
-                            config.model.temporal_dim)
+                            config.data.window_size)
       out.setdefault(window['video'], []).append((secs[:, :2], secs[:, 2]))
   return out
 

@@ -27,6 +27,7 @@ from tal_jax import errors
 from tal_jax.engine import runlog
 from tal_jax.data import activitynet
 from tal_jax.data import pipeline
+from tal_jax.data import thumos14_windows
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'configs/bsn_pgm.py[:preset]',
@@ -43,15 +44,21 @@ def generate(config, tem_dir: str, out_dir: str, mode: str,
              mmaction2_files: bool = False, quiet: bool = False) -> str:
   """Runs PGM for `mode`; returns the path of pgm_<mode>.npz."""
   split = 'train' if mode == 'train' else 'val'
-  paths = pipeline.annotation_paths(config)
-  records = activitynet.load_annotations(paths[f'ann_file_{split}'])
+  windowed = thumos14_windows.is_windowed(config)
+  if windowed:  # THUMOS14: train windows, or every test window
+    videos = pipeline.load_split(config, 'train' if mode == 'train'
+                                 else 'test', uses_features=False)
+    records = dict(zip(videos.names, videos.records))
+  else:
+    paths = pipeline.annotation_paths(config)
+    records = activitynet.load_annotations(paths[f'ann_file_{split}'])
   tem = bsn.load_tem_results(os.path.join(tem_dir, bsn.TEM_RESULTS))
   top_k = config.pgm.train_top_k if mode == 'train' else config.pgm.test_top_k
   out = os.path.join(out_dir, f'pgm_{mode}.npz')
   start = time.time()
   count = bsn.run_pgm(tem, records, out, top_k, config.pgm,
                       out_dir if mmaction2_files else '',
-                      runlog.show_progress(quiet))
+                      runlog.show_progress(quiet), keep_unannotated=windowed)
   runlog.info(f'PGM {mode}: {count} videos in {time.time() - start:.1f} s -> '
               f'{out}', quiet)
   return out

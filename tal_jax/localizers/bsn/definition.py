@@ -31,7 +31,9 @@ from tal_jax.localizers.bsn import losses as bsn_losses
 from tal_jax.localizers.bsn import targets as bsn_targets
 from tal_jax import errors
 from tal_jax.engine import model_def
+from tal_jax.data import thumos14_windows
 from tal_jax.engine import predict
+from tal_jax.engine import window_test
 from tal_jax.engine import runlog
 from tal_jax.ops import losses
 from tal_jax.ops import segments
@@ -142,14 +144,17 @@ def load_tem_results(path: str) -> dict[str, np.ndarray]:
 
 def run_pgm(tem_results: dict[str, np.ndarray], records: dict[str, Any],
             out_path: str, top_k: int, pgm_config: ml_collections.ConfigDict,
-            mmaction2_dir: str = '', progress: bool = False) -> int:
-  """PGM for the videos of `records` that have annotations (as MMAction2).
+            mmaction2_dir: str = '', progress: bool = False,
+            keep_unannotated: bool = False) -> int:
+  """PGM for the videos of `records` that have annotations (as MMAction2;
+  every video with keep_unannotated: THUMOS14 test windows).
 
   Writes `out_path` (pgm_<mode>.npz); with `mmaction2_dir`, also
   <dir>/pgm_proposals/*.csv and <dir>/pgm_features/*.npy. Returns the number
   of videos processed. `progress` shows a bar over chunks of videos.
   """
-  names = sorted(n for n, r in records.items() if r['annotations'])
+  names = sorted(n for n, r in records.items()
+                 if r['annotations'] or keep_unannotated)
   missing = [n for n in names if n not in tem_results]
   if missing:
     raise errors.TalError(f'video {missing[0]}: no TEM result ({len(missing)} '
@@ -295,9 +300,18 @@ TEM_DEFINITION = model_def.ModelDef(
     loss=tem_loss_fn, forward=model_def.apply_forward, decode=tem_decode,
     test=tem_test, import_state_dict=bsn_convert.import_state_dict)
 
+def pem_test(predictor, variables, videos, workdir, quiet=False):
+  """--mode=test of PEM: THUMOS14 windows merged per video (proposals,
+  UntrimmedNet detections, AR@AN and mAP) or the default proposal test."""
+  run = (window_test.window_test
+         if thumos14_windows.is_windowed(predictor.config)
+         else predict.proposal_test)
+  return run(predictor, variables, videos, workdir, quiet)
+
+
 PEM_DEFINITION = model_def.ModelDef(
     build=bsn_models.pem_from_config, init_inputs=bsn_models.pem_init_inputs,
     train_arrays=pem_train_arrays, eval_arrays=pem_eval_arrays,
     loss=pem_loss_fn, forward=model_def.apply_forward, decode=pem_decode,
-    uses_features=False, to_seconds=pgm.to_seconds,
+    uses_features=False, to_seconds=pgm.to_seconds, test=pem_test,
     import_state_dict=bsn_convert.import_state_dict)
