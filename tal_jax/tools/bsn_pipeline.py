@@ -13,6 +13,11 @@ Runs, with configs/bsn_{tem,pgm,pem}.py:
   2. PGM in train and test mode into <workdir>/pgm;
   3. PEM training in <workdir>/pem, then PEM --mode=test: <workdir>/pem/
      results.json and metrics.json (AR@AN, AUC).
+--dataset=thumos14 runs configs/bsn_{tem,pgm,pem}_thumos14.py instead (THUMOS14
+in sliding windows; presets '', tsn, i3d, tiny; real data: --feature_dir and
+--ann_file_train = OpenTAD's thumos_14_anno.json, read for every split), and
+PEM's test writes proposals.json, results.json (UntrimmedNet labels) and
+metrics.json (AR@50..AR@1000, mAP@0.3..0.7).
 Each step is the documented single command (see README), so a stopped chain can
 be resumed step by step; re-running this command resumes training stages from
 their latest checkpoints.
@@ -34,11 +39,16 @@ from tal_jax.tools import bsn_proposal_generation
 
 def stage_config(name: str, preset: str, args) -> object:
   """configs/bsn_<name>.py[:preset] with the command's data paths."""
-  spec = os.path.join(config_utils.configs_dir(), f'bsn_{name}.py')
+  suffix = '_thumos14' if args.dataset == 'thumos14' else ''
+  spec = os.path.join(config_utils.configs_dir(), f'bsn_{name}{suffix}.py')
   config = config_utils.load_config(f'{spec}:{preset}' if preset else spec)
   data = config.data
   data.cache_dir = args.cache_dir
-  if args.feature_dir or args.ann_file_train:
+  if args.dataset == 'thumos14' and args.feature_dir:
+    data.feature_dir = args.feature_dir
+    data.ann_file_train = data.ann_file_val = data.ann_file_test = (
+        args.ann_file_train)
+  elif args.feature_dir or args.ann_file_train:
     data.feature_dir = args.feature_dir
     data.ann_file_train = args.ann_file_train
     data.ann_file_val = args.ann_file_val
@@ -73,8 +83,12 @@ def main(argv=None) -> None:
   parser = argparse.ArgumentParser(
       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--workdir', required=True)
+  parser.add_argument('--dataset', default='activitynet',
+                      choices=['activitynet', 'thumos14'],
+                      help='configs/bsn_*.py or configs/bsn_*_thumos14.py')
   parser.add_argument('--preset', default='',
-                      choices=['', 'full', 'tiny', 'slowonly_k700'],
+                      choices=['', 'full', 'tiny', 'slowonly_k700', 'tsn',
+                               'i3d'],
                       help="configs' preset ('' = embedded default dataset)")
   parser.add_argument('--cache_dir', default='~/.cache/tal_jax')
   parser.add_argument('--feature_dir', default='')
@@ -84,7 +98,11 @@ def main(argv=None) -> None:
                       help='every video (TEM --mode=test), as MMAction2')
   parser.add_argument('--quiet', action='store_true')
   args = parser.parse_args(argv)
-  if (args.feature_dir or args.ann_file_train) and not all(
+  if args.dataset == 'thumos14':
+    if bool(args.feature_dir) != bool(args.ann_file_train):
+      raise errors.TalError('THUMOS14 real data needs --feature_dir and '
+                            '--ann_file_train (thumos_14_anno.json)')
+  elif (args.feature_dir or args.ann_file_train) and not all(
       (args.feature_dir, args.ann_file_train, args.ann_file_val,
        args.ann_file_full)):
     raise errors.TalError('real data needs --feature_dir, --ann_file_train, '
