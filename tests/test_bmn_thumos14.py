@@ -16,6 +16,7 @@ from tal_jax.engine import loop
 from tal_jax.engine import predict
 from tal_jax.engine import window_test
 from tal_jax.tools import evaluate
+from tal_jax.tools import infer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -51,6 +52,7 @@ def tested(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('bmn_th14'))
   config = tiny_config()
   model_def = localizers.get(config)
+  config_utils.save_config(config, workdir)
   loop.train_and_evaluate(model_def, config, workdir, quiet=True)
   metrics = predict.run_test(model_def, config, workdir, quiet=True)
   return config, workdir, metrics
@@ -97,3 +99,23 @@ def test_evaluate_tool_reproduces_test_metrics(tested, tmp_path):
                        '--proposals', os.path.join(workdir, 'proposals.json'),
                        '--detections', os.path.join(workdir, 'results.json')])
   assert got == pytest.approx(metrics)
+
+
+def test_infer_cuts_a_long_video_into_windows(tested, tmp_path):
+  config, workdir, _ = tested
+  feats = np.random.default_rng(0).standard_normal(
+      (1014, config.model.feat_dim)).astype(np.float32)
+  path = tmp_path / 'video_test_0000004.npy'
+  np.save(path, feats)
+  out = tmp_path / 'out.json'
+  got = infer.main(['--workdir', workdir, '--features', str(path),
+                    '--duration-second', '33.826', '--out', str(out),
+                    '--quiet'])
+  rows = got['v_video_test_0000004']
+  # 1014 snippets at stride 5 = 5070 frames over 33.826 s, in 32-snippet
+  # windows: proposals reach past the first window (5.3 s) and stay inside.
+  assert 0 < len(rows) <= config.test.proposal_max_seg_num
+  assert rows[:, :2].min() >= 0 and rows[:, :2].max() <= 33.826
+  assert rows[:, 1].max() > 10
+  with open(out) as f:
+    assert len(json.load(f)['results']['video_test_0000004']) == len(rows)

@@ -18,6 +18,12 @@ is drawn on the plot), else from --duration-second, else L * 16 / --fps (one
 feature row per 16 frames). Prints the top --top proposals in seconds, writes
 all of them as ActivityNet results JSON (--out, atomically) and, with --plot,
 a PNG of the score curves and the top proposals on a timeline.
+
+A THUMOS14 window config (configs/bmn_thumos14.py) instead cuts each video
+into its test windows (every `sample_stride`-th row is a snippet, snippet i at
+frame i * snippet stride; the video lasts --duration-second, else frames /
+--fps), decodes each window and merges them as `--mode=test` does
+(proposals only: no classifier, no plot).
 """
 
 import argparse
@@ -32,8 +38,11 @@ from tal_jax import results_io
 from tal_jax.engine import runlog
 from tal_jax.data import activitynet
 from tal_jax.data import resample
+from tal_jax.data import thumos14_windows
+from tal_jax.engine import window_test
 from tal_jax.features import for_infer
 from tal_jax.ops import segments
+from tal_jax.ops import windows
 from tal_jax.tools import export as export_tool
 
 # Frames per feature row (MMAction2's feature_extraction_interval).
@@ -228,6 +237,14 @@ def main(argv=None) -> dict[str, np.ndarray]:
     if not files:
       raise errors.TalError(f'{args.features}: no feature file of a video in '
                             f'{args.ann_file}')
+  if thumos14_windows.is_windowed(config):
+    proposals = {video_name(f): infer_windows(f, args, config, predictor,
+                                              variables['params'], serving)
+                 for f in files}
+    runlog.info(f'restored {where}', args.quiet)
+    errors.write_json(args.out, results_io.proposal_results(proposals))
+    print(f'wrote {args.out}')
+    return proposals
   names, recs, feats = _read_all(files, args, records, config)
   outputs = predict_outputs(predictor, variables['params'], serving, feats,
                             args.batch_size or config.test.batch_size)
@@ -243,6 +260,40 @@ def main(argv=None) -> dict[str, np.ndarray]:
   if args.plot:
     _plot(args, names, recs, outputs, proposals, serving, config)
   return proposals
+
+
+def infer_windows(path, args, config, predictor, params, serving):
+  """[P, 3] proposals in seconds of one video's features, cut into the test
+  windows of a THUMOS14 window config and merged."""
+  d, t = config.data, config.test
+  x = activitynet.read_feature_array(path, np.float32)[::int(d.sample_stride)]
+  if x.shape[1] != config.model.feat_dim:
+    raise errors.TalError(f'{path}: features have {x.shape[1]} columns, the '
+                          f'model expects feat_dim {config.model.feat_dim}')
+  setting = thumos14_windows.setting_of(config, 'test')
+  stride, size = setting['snippet_stride'], setting['window_size']
+  frames = len(x) * stride
+  duration = args.duration_second or frames / args.fps
+  bounds = windows.window_bounds(frames, stride, size, setting['overlap'])
+  feats = np.stack([windows.window_features(x, s, e, size)[0]
+                    for s, e in bounds])
+  outputs = predict_outputs(predictor, params, serving, feats,
+                            args.batch_size or t.batch_size)
+  props, valid = serving.decode(outputs, t)
+  parts = []
+  for j, (start, _) in enumerate(bounds):
+    secs = window_test.window_seconds(
+        props[j][valid[j]], {'snippet_stride': stride,
+                             'first_frame': int(start) * stride,
+                             'offset_frames': setting['offset_frames'],
+                             'fps': frames / duration, 'duration': duration},
+        size)
+    parts.append((secs[:, :2], secs[:, 2], np.zeros(len(secs), np.int64)))
+  segs, scores, _ = window_test.merge_video(parts, t, t.proposal_max_seg_num)
+  rows = np.concatenate([segs, scores[:, None]], axis=1)
+  print_top(os.path.splitext(os.path.basename(path))[0],
+            {'duration_second': duration}, rows, args.top)
+  return rows
 
 
 def _plot(args, names, recs, outputs, proposals, serving, config):
