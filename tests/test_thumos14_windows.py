@@ -12,6 +12,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from tal_jax import errors
 from tal_jax import evaluation
 from tal_jax.data import thumos14
 from tal_jax.data import thumos14_windows
@@ -220,3 +221,25 @@ def test_thumos14_ar_an_by_hand():
   props = {'v': np.array([[0., 10., 1.]] * 1000)}
   ar = evaluation.thumos14_ar_an(gt, props)
   assert ar == {f'AR@{n}': 0.5 for n in (50, 100, 200, 500, 1000)}
+
+
+def test_bad_inputs_name_the_file_or_video(tmp_path):
+  scores_of = thumos14_windows.untrimmednet_scores('')
+  with pytest.raises(errors.TalError, match='video_test_0001570'):
+    scores_of('video_test_0001570')  # a row the shipped file lacks
+  with pytest.raises(errors.TalError, match='not a THUMOS14 test video'):
+    scores_of('my_video')
+  bad = tmp_path / 'unet.npy'
+  np.save(bad, np.zeros((3, 20), np.float32))
+  with pytest.raises(errors.TalError, match='expected'):
+    thumos14_windows.untrimmednet_scores(str(bad))
+  ann = tmp_path / 'anno.json'
+  ann.write_text(json.dumps({'database': {'v1': {'subset': 'training',
+                                                 'duration': 10.0}}}))
+  with pytest.raises(errors.TalError, match='v1: no "frame"'):
+    thumos14_windows.read_database(str(ann), 'training', '')
+  with pytest.raises(errors.TalError, match='no video of subset'):
+    thumos14_windows.read_database(str(ann), 'validation', '')
+  with pytest.raises(errors.TalError, match='block_list'):
+    thumos14_windows.read_database(str(ann), 'training',
+                                   str(tmp_path / 'missing.txt'))

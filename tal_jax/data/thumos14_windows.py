@@ -263,8 +263,12 @@ def read_database(path: str, subset: str, block_list: str
                           f'"database" ({e})') from None
   blocked = set()
   if block_list:
-    with open(os.path.expanduser(block_list)) as f:
-      blocked = {line.strip() for line in f if line.strip()}
+    try:
+      with open(os.path.expanduser(block_list)) as f:
+        blocked = {line.strip() for line in f if line.strip()}
+    except OSError as e:
+      raise errors.TalError(f'config.data.block_list {block_list}: {e}'
+                            ) from None
   out = {}
   for name, rec in database.items():
     if rec.get('subset') != subset or name in blocked:
@@ -359,7 +363,12 @@ def untrimmednet_scores(path: str = ''):
       rows = dict(zip(z['video_numbers'].tolist(), z['scores']))
 
   def scores(video):
-    number = windows.untrimmednet_row(video) + 1
+    try:
+      number = windows.untrimmednet_row(video) + 1
+    except ValueError:
+      raise errors.TalError(f'video {video}: not a THUMOS14 test video name '
+                            '(video_test_NNNNNNN) for UntrimmedNet scores'
+                            ) from None
     if number not in rows:
       raise errors.TalError(f'video {video}: no UntrimmedNet scores '
                             f'(row {number - 1}) in {path or UNTRIMMEDNET}')
