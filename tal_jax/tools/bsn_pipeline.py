@@ -39,12 +39,13 @@ from tal_jax.tools import bsn_proposal_generation
 
 def stage_config(name: str, preset: str, args) -> object:
   """configs/bsn_<name>.py[:preset] with the command's data paths."""
-  suffix = '_thumos14' if args.dataset == 'thumos14' else ''
+  thumos = getattr(args, 'dataset', 'activitynet') == 'thumos14'
+  suffix = '_thumos14' if thumos else ''
   spec = os.path.join(config_utils.configs_dir(), f'bsn_{name}{suffix}.py')
   config = config_utils.load_config(f'{spec}:{preset}' if preset else spec)
   data = config.data
   data.cache_dir = args.cache_dir
-  if args.dataset == 'thumos14' and args.feature_dir:
+  if thumos and args.feature_dir:
     data.feature_dir = args.feature_dir
     data.ann_file_train = data.ann_file_val = data.ann_file_test = (
         args.ann_file_train)
