@@ -243,3 +243,22 @@ def test_bad_inputs_name_the_file_or_video(tmp_path):
   with pytest.raises(errors.TalError, match='block_list'):
     thumos14_windows.read_database(str(ann), 'training',
                                    str(tmp_path / 'missing.txt'))
+
+
+def test_to_video_seconds_by_hand():
+  # I3D: snippets of 4 frames, offset 8, window from frame 400, 30 fps:
+  # snippet 10 -> (10 * 4 + 400 + 8) / 30 = 14.9333 s; clipped to [0, 20].
+  got = windows.to_video_seconds(np.array([[10., 20.], [-200., 200.]]), 4,
+                                 400, 8, 30., 20.)
+  np.testing.assert_allclose(got, [[448 / 30, 488 / 30], [0., 20.]],
+                             rtol=1e-6)
+
+
+def test_remove_duplicate_annotations_by_hand():
+  anns = [{'segment': [1.0, 2.0], 'label': 'a'},
+          {'segment': [1.0005, 2.0], 'label': 'a'},   # repeat within 1e-3
+          {'segment': [1.0, 2.0], 'label': 'b'},      # other label: kept
+          {'segment': [3.0, 3.0], 'label': 'a'},      # zero length: dropped
+          {'segment': ['4.0', '5.5'], 'label': 'a'}]  # strings, as gtad's json
+  kept = evaluation.remove_duplicate_annotations(anns)
+  assert kept == [anns[0], anns[2], anns[4]]

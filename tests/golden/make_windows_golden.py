@@ -47,9 +47,7 @@ CLASSES = ('BaseballPitch', 'BasketballDunk', 'Billiards', 'CleanAndJerk',
 def _load(name, rel, package=None):
   """Imports one OpenTAD file as module `name` (its package __init__s pull
   in the whole model zoo, so files are loaded one by one)."""
-  spec = importlib.util.spec_from_file_location(
-      name, os.path.join(SRC, rel),
-      submodule_search_locations=None)
+  spec = importlib.util.spec_from_file_location(name, os.path.join(SRC, rel))
   module = importlib.util.module_from_spec(spec)
   if package:
     module.__package__ = package
@@ -115,14 +113,9 @@ def _opentad():
   _stub_package('opentad.evaluations', build_evaluator=None)
   evb = _load('opentad.evaluations.builder', 'opentad/evaluations/builder.py',
               'opentad.evaluations')
-  sys.modules['opentad.evaluations'].remove_duplicate_annotations = (
-      evb.remove_duplicate_annotations)
-  sys.modules['opentad.evaluations'].EVALUATORS = registry
-  evb.EVALUATORS = Registry('evaluators2')
+  evb.EVALUATORS = Registry('evaluators')  # mAP registers under its name
   m_ap = _load('opentad.evaluations.mAP', 'opentad/evaluations/mAP.py',
                'opentad.evaluations')
-  sys.modules['opentad.datasets.base'].SlidingWindowDataset = (
-      sliding.SlidingWindowDataset)
   test_engine = _load('opentad.cores.test_engine',
                       'opentad/cores/test_engine.py', 'opentad.cores')
   return types.SimpleNamespace(
