@@ -111,3 +111,22 @@ def test_bmn_thumos14_opentad_values():
       'bmn_thumos14', 'tiny').data.window_size
   with pytest.raises(ValueError, match='unknown preset'):
     load('bmn_thumos14', 'huge')
+
+
+def test_bsn_thumos14_configs():
+  # MMAction2's BSN values on OpenTAD's windows.
+  tem = load('bsn_tem_thumos14')
+  assert (tem.model.temporal_dim, tem.data.window_size, tem.data.test_windows,
+          tem.model.hidden_dim, tem.train.num_epochs) == (128, 128, 'full',
+                                                          512, 20)
+  pgm = load('bsn_pgm_thumos14', 'tsn')
+  assert (pgm.pgm.train_top_k, pgm.pgm.test_top_k, pgm.data.test_windows,
+          pgm.data.sample_stride) == (500, 1000, 'test', 5)
+  pem = load('bsn_pem_thumos14', 'i3d')
+  assert (pem.test.soft_nms_alpha, pem.test.post_process_top_k,
+          pem.test.nms_sigma, pem.test.classifier_topk,
+          pem.data.offset_frames) == (0.75, 100, 0.3, 2, 8)
+  for name in ('bsn_tem_thumos14', 'bsn_pgm_thumos14', 'bsn_pem_thumos14'):
+    assert load(name, 'tiny').data.window_size == 32
+    with pytest.raises(ValueError, match='unknown preset'):
+      load(name, 'huge')
