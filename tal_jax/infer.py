@@ -37,21 +37,12 @@ def restore_variables(trainer: train.Trainer,
   ckpt_dir, step = workdir, None
   if config.checkpoint:
     ckpt_dir, step = checkpointing.resolve_checkpoint(config.checkpoint)
-  mngr = checkpointing.manager(ckpt_dir, read_only=True)
-  if step is None:
-    step = checkpointing.find_step(mngr, 'best')
-  if step is None:
-    raise errors.TalError(f'no checkpoint found in {ckpt_dir}')
-  if step not in mngr.all_steps():
-    raise errors.TalError(f'{ckpt_dir}: no checkpoint at step {step}')
   like = jax.eval_shape(lambda: trainer.init_state(jax.random.key(0),
                                                    pretrained=False))
-  restored = checkpointing.restore(mngr, step, like.params, None,
-                                   trainer.replicated, config,
-                                   like.model_state)
-  mngr.close()
-  return ({'params': restored['params'], **restored['model_state']},
-          os.path.join(str(mngr.directory), str(step)))
+  restored, where = checkpointing.restore_for_inference(
+      ckpt_dir, step, like.params, trainer.replicated, config,
+      like.model_state)
+  return {'params': restored['params'], **restored['model_state']}, where
 
 
 def results_json(proposals: dict[str, np.ndarray]) -> dict:

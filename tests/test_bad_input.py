@@ -17,8 +17,10 @@ import pytest
 import tal_jax  # noqa: F401
 
 from tal_jax import checkpointing
+from tal_jax import config_utils
 from tal_jax import errors
 from tal_jax import results_io
+from tal_jax import workdir_lock
 from tal_jax.tools import evaluate
 from tal_jax.tools import export as export_tool
 from tal_jax.tools import infer as infer_tool
@@ -250,3 +252,63 @@ def test_proposal_list_video_without_proposals():
   text = results_io.format_proposal_list_video(0, 'v', 100, 30.0,
                                                [(1.0, 2.0, 3)], [])
   assert text.endswith('\n0\n')
+
+
+# --- issue 14: configs, workdirs, imports -----------------------------------
+
+def _main_cli(*args):
+  return subprocess.run([sys.executable, '-m', 'tal_jax.main', *args],
+                        cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def test_unknown_preset_is_one_line():
+  with pytest.raises(errors.TalError, match=(
+      r"^configs/bmn.py: unknown preset 'tine' \(use '', 'full' or "
+      r"'tiny'\)$")):
+    config_utils.load_config('configs/bmn.py:tine')
+
+
+@pytest.mark.parametrize('key, value', [
+    ('train.batch_size', 0), ('test.batch_size', -1),
+    ('train.log_every_steps', 0), ('train.num_epochs', -2)])
+def test_count_fields_must_be_positive(key, value):
+  config = config_utils.load_config(os.path.join(ROOT, 'configs/bmn.py:tiny'))
+  section, field = key.split('.')
+  config[section][field] = value
+  bound = 0 if field == 'num_epochs' else 1
+  with pytest.raises(errors.TalError,
+                     match=rf'^config.{key}={value} must be >= {bound}$'):
+    config_utils.check_config(config)
+
+
+def test_bad_config_or_refused_resume_writes_no_config_json(tmp_path):
+  """Exit 2, one line; config.json is not written (bad config) or not
+  overwritten (a resume refused for a changed model field)."""
+  res = _main_cli('--config=configs/bmn.py:tiny', f'--workdir={tmp_path}/a',
+                  '--config.train.batch_size=0')
+  assert res.returncode == 2
+  assert res.stderr == 'error: config.train.batch_size=0 must be >= 1\n'
+  assert not os.path.exists(tmp_path / 'a' / 'config.json')
+  config = config_utils.load_config(os.path.join(ROOT, 'configs/bmn.py:tiny'))
+  make_workdir(tmp_path / 'b', config)
+  before = (tmp_path / 'b' / 'config.json').read_text()
+  res = _main_cli('--config=configs/bmn.py:tiny', f'--workdir={tmp_path}/b',
+                  f'--config.data.cache_dir={tmp_path}/cache',
+                  '--config.model.num_samples=16')
+  assert res.returncode == 2
+  assert res.stderr == (f'error: {tmp_path}/b/checkpoints/0: checkpoint has '
+                        'model.num_samples=4, config has '
+                        'model.num_samples=16\n')
+  assert (tmp_path / 'b' / 'config.json').read_text() == before
+  assert sorted(os.listdir(tmp_path / 'b')) == ['checkpoints', 'config.json']
+
+
+def test_second_training_on_a_locked_workdir(tmp_path):
+  path = workdir_lock.acquire(str(tmp_path))
+  res = _main_cli('--config=configs/bmn.py:tiny', f'--workdir={tmp_path}')
+  workdir_lock.release(path)
+  assert res.returncode == 2
+  assert res.stderr.startswith(f'error: {tmp_path} is in use by pid '
+                               f'{os.getpid()} on ')
+  assert len(res.stderr.splitlines()) == 1
+  assert os.listdir(tmp_path) == []

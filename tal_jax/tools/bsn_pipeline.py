@@ -25,6 +25,7 @@ import os
 import tal_jax  # noqa: F401
 from tal_jax import config_utils
 from tal_jax import errors
+from tal_jax import workdir_lock
 from tal_jax import infer
 from tal_jax import runlog
 from tal_jax import train
@@ -56,7 +57,12 @@ def run_pipeline(args) -> dict[str, float]:
   pem_dir = os.path.join(args.workdir, 'pem')
   tem = stage_config('tem', args.preset, args)
   config_utils.check_workdir(tem_dir)
-  config_utils.save_config(tem, tem_dir)
+  config_utils.check_config(tem)
+  with workdir_lock.hold(args.workdir):
+    return _run_stages(args, tem, tem_dir, pgm_dir, pem_dir)
+
+
+def _run_stages(args, tem, tem_dir, pgm_dir, pem_dir) -> dict[str, float]:
   train.train_and_evaluate(tem, tem_dir, args.quiet)
   infer.run_test(tem, tem_dir, args.quiet)
   pgm = stage_config('pgm', args.preset, args)
@@ -66,7 +72,7 @@ def run_pipeline(args) -> dict[str, float]:
   pem = stage_config('pem', args.preset, args)
   pem.data.pgm_dir = pgm_dir
   config_utils.check_workdir(pem_dir)
-  config_utils.save_config(pem, pem_dir)
+  config_utils.check_config(pem)
   train.train_and_evaluate(pem, pem_dir, args.quiet)
   return infer.run_test(pem, pem_dir, args.quiet)
 
