@@ -32,10 +32,13 @@ def atomic_path(path: str, suffix: str = '') -> Iterator[str]:
   the old content or the complete new one, never half written.
   """
   directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(
-      dir=directory, prefix='.' + os.path.basename(path) + '.', suffix=suffix
-      or '.tmp')
+  try:
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        dir=directory, prefix='.' + os.path.basename(path) + '.',
+        suffix=suffix or '.tmp')
+  except OSError as e:  # named by the path asked for, not a temporary one
+    raise OSError(e.errno, e.strerror, path) from None
   os.close(fd)
   try:
     yield tmp
@@ -48,6 +51,21 @@ def atomic_path(path: str, suffix: str = '') -> Iterator[str]:
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+def check_writable(path: str, flag: str) -> None:
+  """TalError, before any work, when output `path` (given as `flag`) is an
+  existing folder or its folder can neither be created nor written."""
+  path = os.path.abspath(os.path.expanduser(path))
+  if os.path.isdir(path):
+    raise TalError(f'{flag} {path}: is a folder, expected a file path')
+  parent = os.path.dirname(path)
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise TalError(f'{flag} {path}: {parent} is not a folder')
+  if not os.access(parent, os.W_OK | os.X_OK):
+    raise TalError(f'{flag} {path}: {parent} is not writable')
 
 
 def write_json(path: str, obj: Any, indent: int | None = None) -> None:

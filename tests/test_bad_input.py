@@ -91,8 +91,7 @@ def test_unknown_override_key_names_nearest(workdir):
 
 
 @pytest.mark.parametrize('name, content, match', [
-    ('v_nan.csv', 'a,b\n1,nan\n', r'v_nan.csv: NaN or inf value in feature '
-     'row 2'),
+    ('v_nan.csv', 'a,b\n1,nan\n', r'v_nan.csv: nan value in line 2, column 2$'),
     ('v_text.csv', 'a,b\n1,x\n', r"v_text.csv: non-numeric value 'x'"),
 ])
 def test_bad_feature_file(workdir, name, content, match):
@@ -107,6 +106,63 @@ def test_missing_features_and_bad_duration(workdir):
   np.save(workdir / 'v_d.npy', np.ones((16, 400), np.float32))
   with pytest.raises(errors.TalError, match='--duration-second must be > 0'):
     _infer(workdir, '--duration-second', '-3', features=workdir / 'v_d.npy')
+
+
+@pytest.mark.parametrize('flag, value, match', [
+    ('--top', '-1', '--top must be >= 1, got -1'),
+    ('--batch-size', '0', '--batch-size must be >= 1, got 0'),
+    ('--fps', 'nan', '--fps must be > 0, got nan'),
+])
+def test_infer_numeric_flags(workdir, flag, value, match):
+  np.save(workdir / 'v_d.npy', np.ones((16, 400), np.float32))
+  with pytest.raises(errors.TalError, match=f'^{match}$'):
+    _infer(workdir, flag, value, features=workdir / 'v_d.npy')
+
+
+@pytest.mark.parametrize('out, match', [
+    ('{base}', r'--out {base}: is a folder, expected a file path'),
+    ('{base}/v_d.npy/o.json', r'--out {base}/v_d.npy/o.json: {base}/v_d.npy '
+     'is not a folder'),
+])
+def test_infer_unusable_out(workdir, out, match):
+  """Checked before the model is loaded; nothing is written."""
+  np.save(workdir / 'v_d.npy', np.ones((16, 400), np.float32))
+  out = out.format(base=workdir)
+  with pytest.raises(errors.TalError, match='^' + match.format(base=workdir)):
+    infer_tool.main(['--workdir', str(workdir / 'work'), '--features',
+                     str(workdir / 'v_d.npy'), '--out', out, '--quiet'])
+
+
+def test_atomic_write_into_a_read_only_folder_names_the_path(tmp_path):
+  ro = tmp_path / 'ro'
+  ro.mkdir()
+  os.chmod(ro, 0o500)
+  try:
+    if os.access(ro, os.W_OK):
+      pytest.skip('running as a user who can write anywhere')
+    with pytest.raises(PermissionError) as e:
+      errors.write_json(str(ro / 'x.json'), {})
+    assert e.value.filename == str(ro / 'x.json')
+  finally:
+    os.chmod(ro, 0o700)
+
+
+def test_listed_video_without_feature_file(workdir):
+  """Folder mode: a video of --ann-file with no feature file is an error
+  naming it, never a silent drop."""
+  folder = workdir / 'folder'
+  folder.mkdir()
+  np.save(folder / 'v_a.npy', np.ones((16, 400), np.float32))
+  np.save(folder / 'v_c.npy', np.ones((16, 400), np.float32))
+  rec = {'duration_second': 10.0, 'duration_frame': 300,
+         'feature_frame': 288, 'annotations': []}
+  ann = workdir / 'ann3.json'
+  ann.write_text(json.dumps({'v_a': rec, 'v_b': rec, 'c': rec}))
+  with pytest.raises(errors.TalError, match=(
+      rf'^{folder}: no feature file \(.csv or .npy\) for 1 of the 3 videos '
+      rf'{ann} lists: v_b$')):
+    _infer(workdir, '--ann-file', str(ann), features=folder)
+  assert not os.path.exists(workdir / 'o.json')
 
 
 def test_video_missing_from_ann_file(workdir):
