@@ -368,3 +368,107 @@ def test_second_training_on_a_locked_workdir(tmp_path):
                                f'{os.getpid()} on ')
   assert len(res.stderr.splitlines()) == 1
   assert os.listdir(tmp_path) == []
+
+
+# --- issue 14: non-finite numbers and damaged arrays ------------------------
+
+def _write_npz(path, **arrays):
+  with open(path, 'wb') as f:
+    np.savez(f, **arrays)
+
+
+TEM_SHAPES = {'names': ('N',), 'tem_output': ('N', 'T', 3)}
+
+
+def test_read_npz_checks_shapes_and_values(tmp_path):
+  path = str(tmp_path / 'tem_results.npz')
+  good = np.zeros((2, 5, 3), np.float32)
+  _write_npz(path, names=np.array(['a', 'b']), tem_output=good)
+  got = results_io.read_npz(path, TEM_SHAPES, 'TEM --mode=test')
+  np.testing.assert_array_equal(got['tem_output'], good)
+  _write_npz(path, names=np.array(['a', 'b']), tem_output=good[:, :, :2])
+  with pytest.raises(errors.TalError, match=(
+      r'tem_results.npz: tem_output has shape \(2, 5, 2\), expected \[2x5x3\];'
+      r' write it again \(TEM --mode=test\)$')):
+    results_io.read_npz(path, TEM_SHAPES, 'TEM --mode=test')
+  _write_npz(path, names=np.array(['a']), tem_output=good)
+  with pytest.raises(errors.TalError, match=r'tem_output has shape '
+                     r'\(2, 5, 3\), expected \[1xTx3\]'):
+    results_io.read_npz(path, TEM_SHAPES, 'TEM --mode=test')
+  bad = good.copy()
+  bad[1, 3, 2] = np.nan
+  _write_npz(path, names=np.array(['a', 'b']), tem_output=bad)
+  with pytest.raises(errors.TalError, match=(
+      r'tem_results.npz: tem_output has a nan value at index \[1, 3, 2\]$')):
+    results_io.read_npz(path, TEM_SHAPES, 'TEM --mode=test')
+  _write_npz(path, names=np.array(['a', 'b']))
+  with pytest.raises(errors.TalError,
+                     match=r"tem_results.npz: no array 'tem_output'"):
+    results_io.read_npz(path, TEM_SHAPES, 'TEM --mode=test')
+
+
+def test_truncated_tem_results_is_one_line(tmp_path):
+  from tal_jax import bsn  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / 'tem_results.npz')
+  _write_npz(path, names=np.array(['a', 'b']),
+             tem_output=np.zeros((2, 5, 3), np.float32))
+  with open(path, 'rb') as f:
+    blob = f.read()
+  with open(path, 'wb') as f:
+    f.write(blob[:len(blob) // 2])
+  with pytest.raises(errors.TalError, match=(
+      r'tem_results.npz: not a readable .npz \(.*\); write it again '
+      r'\(tal_jax.main --mode=test with configs/bsn_tem.py\)$')):
+    bsn.load_tem_results(path)
+
+
+@pytest.mark.parametrize('item, match', [
+    ({'segment': [float('nan'), 2.0], 'score': 0.5},
+     r'"segment" \[nan, 2.0\] is not finite'),
+    ({'segment': [1.0, 2.0], 'score': float('inf')},
+     r'"score" inf is not finite'),
+])
+def test_results_non_finite(tmp_path, item, match):
+  path = tmp_path / 'r.json'
+  path.write_text(json.dumps({'results': {'v1': [item]}}))
+  with pytest.raises(errors.TalError, match=rf'r.json: video v1: {match}$'):
+    results_io.read_results(str(path))
+
+
+@pytest.mark.parametrize('gt, prop, match', [
+    ('1 20 10', '1 0.5 0.5 0 10', r'p.txt:6: video vid: ground-truth segment '
+     r'ends \(frame 10\) before it starts \(frame 20\)$'),
+    ('1 10 20', '1 nan 0.5 0 10', r"p.txt:8: video vid: non-finite number in "
+     r"'1 nan 0.5 0 10'$"),
+])
+def test_proposal_list_reversed_gt_and_non_finite(tmp_path, gt, prop, match):
+  path = tmp_path / 'p.txt'
+  path.write_text(f'# 0\nvid\n100\n1\n1\n{gt}\n1\n{prop}\n')
+  with pytest.raises(errors.TalError, match=match):
+    results_io.read_proposal_list(str(path))
+
+
+def test_proposal_list_error_does_not_echo_a_whole_file(tmp_path):
+  """An ActivityNet JSON (one long line) given as a proposal list."""
+  path = tmp_path / 'anet.json'
+  path.write_text(json.dumps({f'v_{i}': {'duration_second': 1.0}
+                              for i in range(5000)}))
+  with pytest.raises(errors.TalError) as e:
+    results_io.read_proposal_list(str(path))
+  assert len(str(e.value)) < 200
+  assert str(e.value).startswith(f'{path}:1: expected a "# index" line, got '
+                                 '\'{"v_0"')
+
+
+def test_bsn_csv_names_the_non_finite_column(tmp_path):
+  from tal_jax import bsn_io  # pylint: disable=g-import-not-at-top
+  path = tmp_path / 'v.csv'
+  path.write_text(bsn_io.TEM_HEADER + '\n0.1,0.2,0.3,0,0.5\n0.1,nan,0.3,0.5,1'
+                  '\n')
+  with pytest.raises(errors.TalError,
+                     match=r"v.csv: nan value in column 'start' of line 3$"):
+    bsn_io.read_tem_result(str(path))
+  np.save(tmp_path / 'f.npy', np.array([[0.0, 1.0], [np.inf, 0.0]]))
+  with pytest.raises(errors.TalError,
+                     match=r'f.npy: NaN or inf in BSP feature row 1 \(0-based\)'):
+    bsn_io.read_bsp_feature(str(tmp_path / 'f.npy'))
