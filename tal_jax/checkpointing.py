@@ -11,10 +11,12 @@ Restoring goes through abstract targets carrying the current shardings, so a run
 saved on N devices resumes on any other device count.
 """
 
+import contextlib
+import errno
 import json
 import os
 import shutil
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jax
 import ml_collections
@@ -67,9 +69,10 @@ def save(mngr: ocp.CheckpointManager, step: int, params: Any, opt_state: Any,
                meta=ocp.args.JsonSave(meta))
   if model_state:
     items['model_state'] = ocp.args.StandardSave(model_state)
-  mngr.save(step, args=ocp.args.Composite(**items), metrics=metrics,
-            force=True)
-  mngr.wait_until_finished()
+  with _disk_errors(os.path.join(str(mngr.directory), str(step))):
+    mngr.save(step, args=ocp.args.Composite(**items), metrics=metrics,
+              force=True)
+    mngr.wait_until_finished()
   write_sizes(os.path.join(str(mngr.directory), str(step)))
 
 
@@ -82,11 +85,32 @@ def save_params(workdir: str, params: Any, config: ml_collections.ConfigDict,
                meta=ocp.args.JsonSave(meta))
   if model_state:
     items['model_state'] = ocp.args.StandardSave(model_state)
-  mngr.save(step, args=ocp.args.Composite(**items), force=True)
-  mngr.wait_until_finished()
+  with _disk_errors(os.path.join(str(mngr.directory), str(step))):
+    mngr.save(step, args=ocp.args.Composite(**items), force=True)
+    mngr.wait_until_finished()
   mngr.close()
   write_sizes(os.path.join(str(mngr.directory), str(step)))
   return os.path.join(str(mngr.directory), str(step))
+
+
+_DISK_ERRORS = {'No space left on device': errno.ENOSPC,
+                'Disk quota exceeded': errno.EDQUOT,
+                'Read-only file system': errno.EROFS}
+
+
+@contextlib.contextmanager
+def _disk_errors(step_dir: str) -> Iterator[None]:
+  """A full or read-only disk as an OSError naming the step folder (Orbax and
+  TensorStore report it as a ValueError or their own exception types)."""
+  try:
+    yield
+  except OSError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    for text, code in _DISK_ERRORS.items():
+      if text in str(e):
+        raise OSError(code, text, step_dir) from None
+    raise
 
 
 def _abstract(tree: Any, sharding: Any) -> Any:

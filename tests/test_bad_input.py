@@ -472,3 +472,124 @@ def test_bsn_csv_names_the_non_finite_column(tmp_path):
   with pytest.raises(errors.TalError,
                      match=r'f.npy: NaN or inf in BSP feature row 1 \(0-based\)'):
     bsn_io.read_bsp_feature(str(tmp_path / 'f.npy'))
+
+
+# --- issue 14: evaluation, disk full, Ctrl-C ---------------------------------
+
+@pytest.fixture()
+def mismatched(tmp_path):
+  """A ground truth and proposals whose video ids never match."""
+  gt = tmp_path / 'gt.json'
+  gt.write_text(json.dumps({'v_a': {
+      'duration_second': 10.0, 'duration_frame': 300, 'feature_frame': 288,
+      'annotations': [{'segment': [1.0, 2.0], 'label': 'x'}]}}))
+  props = tmp_path / 'p.json'
+  props.write_text(json.dumps({'results': {'zzz': [
+      {'segment': [1.0, 2.0], 'score': 0.5}]}}))
+  return str(gt), str(props)
+
+
+NO_MATCH = (r'^AR@AN: none of the 1 proposals belongs to one of the 1 '
+            r'ground-truth videos \(e.g. a\); do the video ids match\?$')
+
+
+def test_evaluate_no_matching_video_id(mismatched):
+  gt, props = mismatched
+  with pytest.raises(errors.TalError, match=NO_MATCH):
+    evaluate.main(['--gt', gt, '--proposals', props])
+
+
+def test_plot_ar_an_no_matching_video_id(mismatched, tmp_path):
+  from tal_jax.tools import plot  # pylint: disable=g-import-not-at-top
+  gt, props = mismatched
+  with pytest.raises(errors.TalError, match=NO_MATCH):
+    plot.main(['ar-an', '--gt', gt, '--proposals', props, '--out',
+               str(tmp_path / 'x.png')])
+  assert not os.path.exists(tmp_path / 'x.png')
+
+
+def test_evaluate_negative_max_avg_proposals(mismatched):
+  gt, props = mismatched
+  with pytest.raises(errors.TalError,
+                     match=r'^--max-avg-proposals must be >= 1, got -3$'):
+    evaluate.main(['--gt', gt, '--proposals', props, '--max-avg-proposals',
+                   '-3'])
+
+
+def _no_space(*args, **kwargs):
+  raise OSError(28, 'No space left on device', 'x')
+
+
+def test_disk_full_writing_results_is_one_line(mismatched, tmp_path, capsys,
+                                              monkeypatch):
+  """ENOSPC mid-write: exit 1, one line naming the file, the old file kept."""
+  gt, _ = mismatched
+  props = tmp_path / 'ok.json'
+  props.write_text(json.dumps({'results': {'a': [
+      {'segment': [1.0, 2.0], 'score': 0.5}]}}))
+  out = tmp_path / 'm.json'
+  out.write_text('{"old": 1}')
+  monkeypatch.setattr(json, 'dump', _no_space)
+  with pytest.raises(SystemExit) as e:
+    errors.run_cli(lambda: evaluate.main(['--gt', gt, '--proposals',
+                                          str(props), '--out', str(out)]))
+  assert e.value.code == 1
+  assert capsys.readouterr().err == 'error: x: No space left on device\n'
+  assert out.read_text() == '{"old": 1}'
+  assert sorted(os.listdir(tmp_path)) == ['gt.json', 'm.json', 'ok.json',
+                                          'p.json']
+
+
+def test_disk_full_during_checkpoint_keeps_the_older_steps(tmp_path, capsys,
+                                                          monkeypatch):
+  """ENOSPC while Orbax writes a step: one line (exit 1); the earlier
+  checkpoint is still the one restored."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  config = config_utils.load_config(os.path.join(ROOT, 'configs/bmn.py:tiny'))
+  params = {'w': np.ones(3, np.float32)}
+  meta = {**checkpointing.model_meta(config), 'epoch': 1}
+  mngr = checkpointing.manager(str(tmp_path))
+  checkpointing.save(mngr, 4, params, params, meta, {'AUC': 1.0})
+  monkeypatch.setattr(ocp.CheckpointManager, 'save', _no_space)
+  with pytest.raises(SystemExit) as e:
+    errors.run_cli(lambda: checkpointing.save(mngr, 8, params, params, meta,
+                                              {'AUC': 2.0}))
+  assert e.value.code == 1
+  assert capsys.readouterr().err == 'error: x: No space left on device\n'
+  mngr.close()
+  monkeypatch.undo()
+  sharding = __import__('jax').sharding.SingleDeviceSharding(
+      __import__('jax').devices()[0])
+  _, where = checkpointing.restore_for_inference(str(tmp_path), None, params,
+                                                 sharding, config)
+  assert where.endswith('checkpoints/4')
+
+
+def test_ctrl_c_is_exit_130_one_line(mismatched, capsys, monkeypatch):
+  def interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+  gt, props = mismatched
+  monkeypatch.setattr(results_io, 'read_ground_truth', interrupted)
+  with pytest.raises(SystemExit) as e:
+    errors.run_cli(lambda: evaluate.main(['--gt', gt, '--proposals', props]))
+  assert e.value.code == 130
+  assert capsys.readouterr().err == (
+      'error: interrupted (Ctrl-C); completed outputs are intact\n')
+
+
+def test_ctrl_c_in_a_cli_process(tmp_path):
+  """SIGINT to a real CLI process: exit 130, one line, no traceback."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  script = ('import sys, time\nfrom tal_jax import errors\n'
+            'def main():\n  print("ready", flush=True)\n  time.sleep(60)\n'
+            'errors.run_cli(main)\n')
+  proc = subprocess.Popen([sys.executable, '-c', script], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+  assert proc.stdout.readline() == 'ready\n'
+  time.sleep(0.1)
+  proc.send_signal(signal.SIGINT)
+  _, err = proc.communicate(timeout=60)
+  assert proc.returncode == 130
+  assert err == 'error: interrupted (Ctrl-C); completed outputs are intact\n'

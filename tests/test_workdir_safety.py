@@ -248,3 +248,24 @@ def test_import_refuses_then_force_moves_checkpoints_aside(tmp_path):
   assert checkpointing.clear_for_import(str(tmp_path), force=True) == (
       f'{tmp_path}/checkpoints.before-import.2')
   assert checkpointing.clear_for_import(str(tmp_path / 'new'), False) is None
+
+
+def test_disk_full_inside_orbax_names_the_step(tmp_path, monkeypatch):
+  """TensorStore reports ENOSPC as a ValueError: it becomes an OSError naming
+  the step folder (one line from run_cli, exit 1)."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+  def full(*args, **kwargs):
+    raise ValueError('UNKNOWN: Error writing local file "x/d/1": '
+                     'No space left on device [OS error: 28]')
+
+  config = _config()
+  mngr = checkpointing.manager(str(tmp_path))
+  monkeypatch.setattr(ocp.CheckpointManager, 'save', full)
+  meta = {**checkpointing.model_meta(config), 'epoch': 1}
+  with pytest.raises(OSError) as e:
+    checkpointing.save(mngr, 4, PARAMS, PARAMS, meta, {'AUC': 1.0})
+  assert (e.value.errno, e.value.filename) == (28, f'{tmp_path}/checkpoints/4')
+  assert errors.failure(e.value) == (
+      f'{tmp_path}/checkpoints/4: No space left on device', 1)
+  mngr.close()
