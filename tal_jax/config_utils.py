@@ -143,6 +143,8 @@ def explain_config_errors(argv: list[str]) -> list[str]:
 
 def check_workdir(workdir: str) -> None:
   """TalError when the workdir cannot be created or written."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise errors.TalError(f'workdir {workdir} is a file, not a folder')
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:

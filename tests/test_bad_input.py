@@ -593,3 +593,34 @@ def test_ctrl_c_in_a_cli_process(tmp_path):
   _, err = proc.communicate(timeout=60)
   assert proc.returncode == 130
   assert err == 'error: interrupted (Ctrl-C); completed outputs are intact\n'
+
+
+def test_workdir_or_cache_dir_under_a_file(tmp_path, capsys):
+  afile = tmp_path / 'afile'
+  afile.write_text('x')
+  with pytest.raises(errors.TalError,
+                     match=rf'^workdir {afile} is a file, not a folder$'):
+    config_utils.check_workdir(str(afile))
+  with pytest.raises(errors.TalError, match=(
+      rf'^workdir {afile}/w cannot be created \(Not a directory\)$')):
+    config_utils.check_workdir(str(afile / 'w'))
+  from tal_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  config = config_utils.load_config(os.path.join(ROOT, 'configs/bmn.py:tiny'))
+  config.data.cache_dir = str(afile / 'cache')
+  with pytest.raises(SystemExit) as e:
+    errors.run_cli(lambda: pipeline.load_split(config, 'train'))
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert err.startswith(f'error: {afile}/cache') and err.endswith(
+      ': Not a directory\n')
+  assert len(err.splitlines()) == 1
+
+
+def test_bsn_proposal_generation_accepts_dashed_flags():
+  from tal_jax.tools import bsn_proposal_generation as pg  # pylint: disable=g-import-not-at-top
+  assert pg.underscore_flags(
+      ['x', '--tem-dir=/a', '--out-dir', '/b', '--mmaction2-files',
+       '--mode=test', '--config.data.cache_dir=/c']) == [
+           'x', '--tem_dir=/a', '--out_dir', '/b', '--mmaction2_files',
+           '--mode=test', '--config.data.cache_dir=/c']
+  assert '--tem-dir' not in pg.__doc__ and '--tem_dir' in pg.__doc__
