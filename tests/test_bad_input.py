@@ -623,4 +623,4 @@ def test_bsn_proposal_generation_accepts_dashed_flags():
        '--mode=test', '--config.data.cache_dir=/c']) == [
            'x', '--tem_dir=/a', '--out_dir', '/b', '--mmaction2_files',
            '--mode=test', '--config.data.cache_dir=/c']
-  assert '--tem-dir' not in pg.__doc__ and '--tem_dir' in pg.__doc__
+  assert '--tem-dir=' not in pg.__doc__ and '--tem_dir=' in pg.__doc__
