@@ -16,6 +16,7 @@ import errno
 import json
 import os
 import shutil
+import zlib
 from typing import Any, Callable, Iterator
 
 import jax
@@ -217,7 +218,15 @@ _REQUIRED = ('_CHECKPOINT_METADATA', os.path.join('meta', 'metadata'),
              os.path.join('params', '_METADATA'))
 
 
-SIZES_NAME = 'tal_jax_sizes.json'
+SIZES_NAME = 'tal_jax_files.json'
+
+
+def _crc32(path: str) -> int:
+  crc = 0
+  with open(path, 'rb') as f:
+    for chunk in iter(lambda: f.read(1 << 22), b''):
+      crc = zlib.crc32(chunk, crc)
+  return crc
 
 
 def _file_sizes(step_dir: str) -> dict[str, int]:
@@ -231,29 +240,34 @@ def _file_sizes(step_dir: str) -> dict[str, int]:
 
 
 def write_sizes(step_dir: str) -> None:
-  """Records the size of every file of a saved step (process 0), so a
-  truncated or missing file is named before Orbax reads it."""
+  """Records {file: [size, crc32]} of a saved step (process 0), so a file
+  missing, truncated or altered is named before Orbax reads it."""
   if jax.process_index() == 0:
-    errors.write_json(os.path.join(step_dir, SIZES_NAME),
-                      _file_sizes(step_dir), indent=0)
+    record = {rel: [size, _crc32(os.path.join(step_dir, rel))]
+              for rel, size in _file_sizes(step_dir).items()}
+    errors.write_json(os.path.join(step_dir, SIZES_NAME), record, indent=0)
 
 
 def _size_problem(step_dir: str) -> str | None:
-  """A file missing or of another size than `write_sizes` recorded."""
+  """A file missing, of another size or checksum than `write_sizes`
+  recorded."""
   path = os.path.join(step_dir, SIZES_NAME)
   if not os.path.isfile(path):
     return None  # saved before the sizes were recorded
   try:
     with open(path) as f:
-      saved = dict(json.load(f))
-  except (OSError, ValueError, TypeError):
+      saved = {k: (int(v[0]), int(v[1])) for k, v in json.load(f).items()}
+  except (OSError, ValueError, TypeError, AttributeError, IndexError,
+          KeyError):
     return f'{SIZES_NAME} is truncated or not JSON'
   now = _file_sizes(step_dir)
-  for rel, size in sorted(saved.items()):
+  for rel, (size, crc) in sorted(saved.items()):
     if rel not in now:
       return f'{rel} is missing'
     if now[rel] != size:
       return f'{rel} has {now[rel]} bytes, {size} were saved (truncated?)'
+    if _crc32(os.path.join(step_dir, rel)) != crc:
+      return f'{rel} differs from what was saved (checksum)'
   return None
 
 

@@ -269,3 +269,16 @@ def test_disk_full_inside_orbax_names_the_step(tmp_path, monkeypatch):
   assert errors.failure(e.value) == (
       f'{tmp_path}/checkpoints/4: No space left on device', 1)
   mngr.close()
+
+
+def test_flipped_byte_is_caught_by_the_checksum(tmp_path):
+  """Same size, one byte altered: Orbax would read other numbers."""
+  _save_steps(tmp_path, [4])
+  step = tmp_path / 'checkpoints' / '4'
+  data = step / 'params' / 'd'
+  path = data / sorted(os.listdir(data))[0]
+  blob = bytearray(path.read_bytes())
+  blob[len(blob) // 2] ^= 1
+  path.write_bytes(bytes(blob))
+  assert checkpointing.step_problem(str(step)) == (
+      f'params/d/{path.name} differs from what was saved (checksum)')
