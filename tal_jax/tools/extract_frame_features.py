@@ -85,7 +85,8 @@ def _workdir_backbone(args):
                           f'(model {config.model_name}, data.mode '
                           f"{config.data.get('mode')})")
   trainer = train.Trainer(config, steps_per_epoch=1)
-  variables, _ = infer.restore_variables(trainer, config, workdir)
+  variables, where = infer.restore_variables(trainer, config, workdir)
+  print(f'restored {where}')
   return functools.partial(ssn_frames.pooled_features, trainer.module,
                            variables), config
 
