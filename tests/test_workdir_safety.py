@@ -282,3 +282,34 @@ def test_flipped_byte_is_caught_by_the_checksum(tmp_path):
   path.write_bytes(bytes(blob))
   assert checkpointing.step_problem(str(step)) == (
       f'params/d/{path.name} differs from what was saved (checksum)')
+
+
+def _events(path):
+  """(step, session_log status, scalar tags) of a TFRecord event file."""
+  import struct  # pylint: disable=g-import-not-at-top
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  out = []
+  with open(path, 'rb') as f:
+    while header := f.read(12):
+      (length,) = struct.unpack('<Q', header[:8])
+      event = event_pb2.Event.FromString(f.read(length))
+      f.read(4)
+      out.append((event.step, event.session_log.status,
+                  [v.tag for v in event.summary.value]))
+  return out
+
+
+def test_tensorboard_purges_events_after_the_restored_step(tmp_path):
+  """TensorBoard hides the earlier events at steps >= a SessionLog START's
+  step: the resumed writer starts one at the restored step + 1."""
+  pytest.importorskip('tensorboardX')
+  writer = metric_writer.MetricWriter(str(tmp_path), enabled=True,
+                                      start_step=8)
+  writer.write(9, {'loss': 1.0})
+  writer.close()
+  [path] = [os.path.join(tmp_path, 'tensorboard', f)
+            for f in os.listdir(tmp_path / 'tensorboard')]
+  events = _events(path)
+  start = 1  # SessionLog.START
+  assert (9, start, []) in events
+  assert events[-1] == (9, 0, ['loss'])
