@@ -3,6 +3,7 @@
 import difflib
 import importlib.util
 import os
+import re
 import sys
 
 import ml_collections
@@ -73,9 +74,8 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   try:
     return module.get_config(arg) if arg else module.get_config()
   except ValueError as e:  # an unknown preset
-    msg = errors.one_line(str(e))
-    raise errors.TalError(msg if msg.startswith(path) else f'{spec}: {msg}'
-                          ) from None
+    msg = re.sub(r'^\S+\.py: ', '', errors.one_line(str(e)))
+    raise errors.TalError(f'{path}: {msg}') from None
 
 
 # Config fields that count something and must be >= 1 (when present).

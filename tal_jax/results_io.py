@@ -255,7 +255,8 @@ def format_proposal_list_video(index, video_id, num_frames, fps, gts,
   return '\n'.join(lines) + '\n'
 
 
-def _parse_numbers(line, count, path, lineno, vid):
+def _parse_numbers(line, count, path, lineno, vid, nan_ok=()):
+  """`count` finite numbers of a line (NaN allowed in columns `nan_ok`)."""
   parts = line.split()
   try:
     if len(parts) != count:
@@ -264,7 +265,8 @@ def _parse_numbers(line, count, path, lineno, vid):
   except ValueError:
     raise TalError(f'{path}:{lineno}: video {_show(vid)}: expected {count} numbers, '
                    f'got {_excerpt(line)}') from None
-  if not all(math.isfinite(x) for x in numbers):
+  if not all(math.isfinite(x) or (j in nan_ok and math.isnan(x))
+             for j, x in enumerate(numbers)):
     raise TalError(f'{path}:{lineno}: video {_show(vid)}: non-finite number '
                    f'in {_excerpt(line)}')
   return numbers
@@ -299,7 +301,10 @@ def _parse_block(lines, start, path):
                      f'(frame {g_start:g})')
   i += 1 + num_gts
   num_props = _parse_count(line(i), path, i + 1, vid, 'proposals')
-  props = [_parse_numbers(line(i + 1 + k), 5, path, i + 2 + k, vid)
+  # MMAction2 writes best_overlap (and IoU) 0/0 = nan for a zero-length
+  # proposal: accepted there, as upstream reads it; positions must be finite.
+  props = [_parse_numbers(line(i + 1 + k), 5, path, i + 2 + k, vid,
+                          nan_ok=(1, 2))
            for k in range(num_props)]
   video = ProposalListVideo(vid, num_frames, fps,
                             np.array(gts, np.float64).reshape(-1, 3),

@@ -268,6 +268,9 @@ def test_proposal_list_reader_raises_only_tal_error(lines):
     st.lists(st.tuples(_FINITE, _FINITE), min_size=1, max_size=3)),
                 max_size=3))
 def test_proposal_list_round_trip_property(videos):
+  # Ground-truth segments in order (the reader rejects reversed ones).
+  videos = [(vid, [(lab, min(s, e), max(s, e)) for lab, s, e in gts], props)
+            for vid, gts, props in videos]
   blocks = [results_io.format_proposal_list_video(
       i, vid, 100, 30.0, [(s, e, lab) for lab, s, e in gts], props)
             for i, (vid, gts, props) in enumerate(videos)]
@@ -438,8 +441,10 @@ def test_results_non_finite(tmp_path, item, match):
 @pytest.mark.parametrize('gt, prop, match', [
     ('1 20 10', '1 0.5 0.5 0 10', r'p.txt:6: video vid: ground-truth segment '
      r'ends \(frame 10\) before it starts \(frame 20\)$'),
-    ('1 10 20', '1 nan 0.5 0 10', r"p.txt:8: video vid: non-finite number in "
-     r"'1 nan 0.5 0 10'$"),
+    ('1 10 20', '1 0.5 0.5 nan 10', r"p.txt:8: video vid: non-finite number "
+     r"in '1 0.5 0.5 nan 10'$"),
+    ('1 10 inf', '1 0.5 0.5 0 10', r"p.txt:6: video vid: non-finite number "
+     r"in '1 10 inf'$"),
 ])
 def test_proposal_list_reversed_gt_and_non_finite(tmp_path, gt, prop, match):
   path = tmp_path / 'p.txt'
