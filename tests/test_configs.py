@@ -5,6 +5,7 @@ import os
 import pytest
 
 from tal_jax import config_utils
+from tal_jax import errors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = ('bmn', 'bsn_tem', 'bsn_pgm', 'bsn_pem')
@@ -21,7 +22,8 @@ def test_presets(name):
   assert load(name, 'full').data.synthetic_train == 9649
   assert load(name, 'full').data.synthetic_val == 4728
   assert load(name, 'tiny').data.synthetic_train == 16
-  with pytest.raises(ValueError, match='unknown preset'):
+  with pytest.raises(errors.TalError,
+                     match=rf"^\S+/configs/{name}.py: unknown preset 'huge'"):
     load(name, 'huge')
 
 

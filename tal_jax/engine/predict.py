@@ -68,20 +68,11 @@ def restore_variables(predictor: Predictor,
   ckpt_dir, step = workdir, None
   if config.checkpoint:
     ckpt_dir, step = checkpointing.resolve_checkpoint(config.checkpoint)
-  mngr = checkpointing.manager(ckpt_dir, read_only=True)
-  if step is None:
-    step = checkpointing.find_step(mngr, 'best')
-  if step is None:
-    raise errors.TalError(f'no checkpoint found in {ckpt_dir}')
-  if step not in mngr.all_steps():
-    raise errors.TalError(f'{ckpt_dir}: no checkpoint at step {step}')
   like = predictor.abstract_variables()
   params_like = like.pop('params')
-  restored = checkpointing.restore(mngr, step, params_like, None,
-                                   predictor.replicated, config, like)
-  mngr.close()
-  return ({'params': restored['params'], **restored['model_state']},
-          os.path.join(str(mngr.directory), str(step)))
+  restored, where = checkpointing.restore_for_inference(
+      ckpt_dir, step, params_like, predictor.replicated, config, like)
+  return {'params': restored['params'], **restored['model_state']}, where
 
 
 def forward_batches(predictor: Predictor, params, arrays: dict[str, np.ndarray],

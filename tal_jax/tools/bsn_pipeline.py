@@ -29,6 +29,7 @@ from tal_jax import localizers
 from tal_jax.engine import loop
 from tal_jax.engine import predict
 from tal_jax.engine import runlog
+from tal_jax.engine import workdir_lock
 from tal_jax.tools import bsn_proposal_generation
 
 
@@ -54,7 +55,12 @@ def run_pipeline(args) -> dict[str, float]:
   pem_dir = os.path.join(args.workdir, 'pem')
   tem = stage_config('tem', args.preset, args)
   config_utils.check_workdir(tem_dir)
-  config_utils.save_config(tem, tem_dir)
+  config_utils.check_config(tem)
+  with workdir_lock.hold(args.workdir):
+    return _run_stages(args, tem, tem_dir, pgm_dir, pem_dir)
+
+
+def _run_stages(args, tem, tem_dir, pgm_dir, pem_dir) -> dict[str, float]:
   loop.train_and_evaluate(localizers.get(tem), tem, tem_dir, args.quiet)
   predict.run_test(localizers.get(tem), tem, tem_dir, args.quiet)
   pgm = stage_config('pgm', args.preset, args)
@@ -64,7 +70,7 @@ def run_pipeline(args) -> dict[str, float]:
   pem = stage_config('pem', args.preset, args)
   pem.data.pgm_dir = pgm_dir
   config_utils.check_workdir(pem_dir)
-  config_utils.save_config(pem, pem_dir)
+  config_utils.check_config(pem)
   loop.train_and_evaluate(localizers.get(pem), pem, pem_dir, args.quiet)
   return predict.run_test(localizers.get(pem), pem, pem_dir, args.quiet)
 

@@ -1,15 +1,16 @@
 r"""BSN's PGM stage: candidate proposals and BSP features from TEM results.
 
   python -m tal_jax.tools.bsn_proposal_generation --config=configs/bsn_pgm.py \
-      --tem-dir=work_dirs/bsn/tem --out-dir=work_dirs/bsn/pgm --mode=train
+      --tem_dir=work_dirs/bsn/tem --out_dir=work_dirs/bsn/pgm --mode=train
   python -m tal_jax.tools.bsn_proposal_generation --config=configs/bsn_pgm.py \
-      --tem-dir=work_dirs/bsn/tem --out-dir=work_dirs/bsn/pgm --mode=test
+      --tem_dir=work_dirs/bsn/tem --out_dir=work_dirs/bsn/pgm --mode=test
 
 As MMAction2's tools/misc/bsn_proposal_generation.py: train mode processes the
 videos of config.data.ann_file_train (top 500 BSP features), test mode those of
 ann_file_val (top 1000); videos without annotations are skipped. Writes
-<out-dir>/pgm_<mode>.npz; --mmaction2-files also writes MMAction2's
-pgm_proposals/<video>.csv and pgm_features/<video>.npy under <out-dir>.
+<out_dir>/pgm_<mode>.npz; --mmaction2_files also writes MMAction2's
+pgm_proposals/<video>.csv and pgm_features/<video>.npy under <out_dir>.
+The dashed spellings (--tem-dir, --out-dir, --mmaction2-files) work too.
 """
 
 import os
@@ -67,8 +68,23 @@ def run(argv) -> None:
            FLAGS.mmaction2_files, FLAGS.quiet)
 
 
+DASHED = ('tem-dir', 'out-dir', 'mmaction2-files', 'nommaction2-files')
+
+
+def underscore_flags(argv: list[str]) -> list[str]:
+  """argv with the dashed spellings of this tool's flags (--tem-dir=...)
+  written as absl defines them (--tem_dir=...)."""
+  out = []
+  for a in argv:
+    name = a[2:].split('=', 1)[0] if a.startswith('--') else ''
+    if name in DASHED:
+      a = '--' + name.replace('-', '_') + a[2 + len(name):]
+    out.append(a)
+  return out
+
+
 def main() -> None:
-  argv = config_utils.explain_config_errors(sys.argv)
+  argv = config_utils.explain_config_errors(underscore_flags(sys.argv))
   app.run(lambda a: errors.run_cli(lambda: run(a)), argv=argv)
 
 

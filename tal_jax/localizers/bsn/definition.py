@@ -38,6 +38,7 @@ from tal_jax.ops import segments
 from tal_jax.localizers.bsn import pgm
 from tal_jax.localizers.bsn import convert as bsn_convert
 from tal_jax.localizers.bsn import model as bsn_models
+from tal_jax import results_io
 
 TEM_RESULTS = 'tem_results.npz'
 # Videos per PGM call (bounds memory; one progress-bar tick each).
@@ -133,8 +134,9 @@ def load_tem_results(path: str) -> dict[str, np.ndarray]:
   if not os.path.isfile(path):
     raise errors.TalError(f'TEM results not found: {path} (run tal_jax.main '
                           'with configs/bsn_tem.py --mode=test first)')
-  with np.load(path) as f:
-    return dict(zip(f['names'].tolist(), f['tem_output']))
+  f = results_io.read_npz(path, {'names': ('N',), 'tem_output': ('N', 'T', 3)},
+                          'tal_jax.main --mode=test with configs/bsn_tem.py')
+  return dict(zip(f['names'].tolist(), f['tem_output']))
 
 
 # ----------------------------------------------------------------------- PGM
@@ -200,16 +202,21 @@ def _save_pgm(path, names, proposals, features) -> None:
                feature_offsets=_offsets(features), bsp_features=flat_f)
 
 
+PGM_SHAPES = {'names': ('N',), 'offsets': ('M',), 'proposals': ('P', 7),
+              'feature_offsets': ('M',), 'bsp_features': ('K', 'D')}
+
+
 def load_pgm(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """{name: (proposals [P, 7] float64, bsp_features [K, 32] float64)}."""
   if not os.path.isfile(path):
     raise errors.TalError(f'PGM results not found: {path} (run '
                           'tal_jax.tools.bsn_proposal_generation first)')
-  with np.load(path) as f:
-    off, foff = f['offsets'], f['feature_offsets']
-    props, feats = f['proposals'], f['bsp_features']
-    return {n: (props[off[i]:off[i + 1]], feats[foff[i]:foff[i + 1]])
-            for i, n in enumerate(f['names'].tolist())}
+  f = results_io.read_npz(path, PGM_SHAPES,
+                          'tal_jax.tools.bsn_proposal_generation')
+  off, foff = f['offsets'], f['feature_offsets']
+  props, feats = f['proposals'], f['bsp_features']
+  return {n: (props[off[i]:off[i + 1]], feats[foff[i]:foff[i + 1]])
+          for i, n in enumerate(f['names'].tolist())}
 
 
 # ----------------------------------------------------------------------- PEM
