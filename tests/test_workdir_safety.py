@@ -206,6 +206,24 @@ def test_truncated_checkpoint_without_sizes_is_one_line(tmp_path, capsys):
   assert 'Event loop is closed' not in capsys.readouterr().err
 
 
+def test_truncated_orbax_metadata_is_one_line_without_orbax_logs(tmp_path,
+                                                                  caplog):
+  """Orbax logs its own ERROR line for unparsable metadata before failing;
+  the CLIs' quiet_libraries keeps stderr to tal_jax's one line."""
+  from tal_jax.engine import runlog  # pylint: disable=g-import-not-at-top
+  runlog.quiet_libraries()
+  config = _save_steps(tmp_path, [4])
+  meta = tmp_path / 'checkpoints' / '4' / '_CHECKPOINT_METADATA'
+  meta.write_bytes(meta.read_bytes()[:10])
+  with pytest.raises(errors.TalError, match=(
+      r'/checkpoints/4: damaged checkpoint \(_CHECKPOINT_METADATA has 10 '
+      r'bytes, \d+ were saved \(truncated\?\)\); no intact checkpoint')):
+    checkpointing.restore_for_inference(str(tmp_path), None, PARAMS,
+                                        _sharding(), config)
+  assert not [r for r in caplog.records if '/orbax/' in r.pathname], (
+      caplog.text)
+
+
 def test_inference_lists_intact_steps(tmp_path):
   config = _save_steps(tmp_path, [4, 8])
   ckpts = tmp_path / 'checkpoints'

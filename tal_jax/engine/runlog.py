@@ -10,6 +10,18 @@ def quiet_libraries() -> None:
   and a read-only restore at WARNING)."""
   from absl import logging  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.ERROR)
+  absl_logger = logging.get_absl_logger()
+  if not any(isinstance(f, _OrbaxErrors) for f in absl_logger.filters):
+    absl_logger.addFilter(_OrbaxErrors())
+
+
+class _OrbaxErrors:
+  """Drops Orbax's own ERROR lines (a damaged checkpoint's metadata, logged
+  before the exception that tal_jax turns into one `error:` line naming the
+  step folder); keeps every other library's."""
+
+  def filter(self, record) -> bool:
+    return '/orbax/' not in record.pathname.replace('\\', '/')
 
 
 def show_progress(quiet: bool) -> bool:
