@@ -379,11 +379,17 @@ def restore_for_inference(ckpt_dir: str, step: int | None, params_like: Any,
 def set_aside(step_dir: str) -> str:
   """Renames a damaged step folder to <step>.damaged[.N] (Orbax then ignores
   it, and a new save at that step does not collide); returns the new path."""
-  target, n = step_dir + '.damaged', 1
+  target = free_name(step_dir + '.damaged')
+  os.rename(step_dir, target)
+  return target
+
+
+def free_name(path: str) -> str:
+  """`path`, or `path`.2, `path`.3, ... : the first that does not exist."""
+  target, n = path, 1
   while os.path.exists(target):
     n += 1
-    target = f'{step_dir}.damaged.{n}'
-  os.rename(step_dir, target)
+    target = f'{path}.{n}'
   return target
 
 
@@ -437,9 +443,6 @@ def clear_for_import(workdir: str, force: bool) -> str | None:
         f'{", ".join(map(str, steps))}) that test, infer, export and resume '
         'would keep restoring instead of the import; use another workdir, or '
         '--force to move them to checkpoints.before-import')
-  target, n = directory + '.before-import', 1
-  while os.path.exists(target):
-    n += 1
-    target = f'{directory}.before-import.{n}'
+  target = free_name(directory + '.before-import')
   shutil.move(directory, target)
   return target
