@@ -221,6 +221,10 @@ def main(argv=None) -> dict[str, np.ndarray]:
   files = list_feature_files(args.features)
   config, model_def, predictor, variables, where = export_tool.load_model(args)
   serving = export_tool.serving_of(config, model_def)
+  if serving.decode is None:
+    raise errors.TalError(f"model '{config.model_name}' gives no proposals on "
+                          'its own; tools.infer serves bmn (export the others '
+                          'with tal_jax.tools.export)')
   records = (activitynet.load_annotations(args.ann_file)
              if args.ann_file else {})
   if records and len(files) > 1:

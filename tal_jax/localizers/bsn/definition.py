@@ -38,6 +38,7 @@ from tal_jax.ops import segments
 from tal_jax.localizers.bsn import pgm
 from tal_jax.localizers.bsn import convert as bsn_convert
 from tal_jax.localizers.bsn import model as bsn_models
+from tal_jax.localizers.bsn import serving as bsn_serving
 
 TEM_RESULTS = 'tem_results.npz'
 # Videos per PGM call (bounds memory; one progress-bar tick each).
@@ -381,11 +382,13 @@ TEM_DEFINITION = model_def.ModelDef(
     build=bsn_models.tem_from_config, init_inputs=bsn_models.tem_inputs,
     train_arrays=tem_train_arrays, eval_arrays=model_def.feature_arrays,
     loss=tem_loss_fn, forward=model_def.apply_forward, decode=tem_decode,
-    test=tem_test, import_state_dict=bsn_convert.import_state_dict)
+    test=tem_test, import_state_dict=bsn_convert.import_state_dict,
+    serving=bsn_serving.TEM_SERVING)
 
 PEM_DEFINITION = model_def.ModelDef(
     build=bsn_models.pem_from_config, init_inputs=bsn_models.pem_init_inputs,
     train_arrays=pem_train_arrays, eval_arrays=pem_eval_arrays,
     loss=pem_loss_fn, forward=model_def.apply_forward, decode=pem_decode,
     uses_features=False, to_seconds=pgm.to_seconds,
-    import_state_dict=bsn_convert.import_state_dict)
+    import_state_dict=bsn_convert.import_state_dict,
+    serving=bsn_serving.PEM_SERVING)
