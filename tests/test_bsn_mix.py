@@ -25,7 +25,10 @@ import pytest
 
 from tal_jax import config_utils
 from tal_jax import errors
+from tal_jax import localizers
 from tal_jax.data import pipeline
+from tal_jax.engine import loop
+from tal_jax.engine import predict
 from tal_jax.localizers.bsn import definition as bsn
 from tal_jax.localizers.bsn import files as bsn_io
 from tal_jax.localizers.bsn import model as bsn_model
@@ -44,7 +47,10 @@ def _rel(got, want) -> float:
 
 
 def _config(name, base, pgm_dir=''):
-  config = config_utils.load_config(os.path.join(ROOT, f'configs/{name}.py'))
+  """configs/<name>.py[:preset] on the fixture's annotation files."""
+  spec, _, preset = name.partition(':')
+  config = config_utils.load_config(os.path.join(
+      ROOT, f'configs/{spec}.py' + (f':{preset}' if preset else '')))
   config.data.cache_dir = str(base / 'cache')
   config.data.feature_dir = str(base)  # unused: PGM and PEM read no features
   config.data.ann_file_train = str(base / 'anno_train.json')
@@ -255,3 +261,26 @@ def test_pipeline_from_mmaction2_tem_csvs_equals_all_tal_jax(mix):
     assert not os.path.exists(base / f'chain_{tem_dir}' / 'tem')
   assert 0 < metrics['tj_tem']['AUC'] < 100
   assert metrics['mm_tem'] == pytest.approx(metrics['tj_tem'], rel=RTOL)
+
+
+def test_pem_training_and_test_on_mmaction2_pgm_folders(mix):
+  """Mix B through tal_jax.main's loop: PEM trained and tested on MMAction2's
+  pgm_proposals/ + pgm_features/ (all five videos) equals PEM on tal_jax's
+  pgm_train.npz / pgm_test.npz of the same TEM outputs."""
+  base = mix['base']
+  config = _config('bsn_pgm', base)
+  config.data.ann_file_train = str(base / 'anno_all.json')
+  for mode in ('train', 'test'):
+    bsn_proposal_generation.generate(config, str(base / 'tj_tem'),
+                                     str(base / 'tj_pgm_all'), mode,
+                                     quiet=True)
+  metrics = {}
+  for pgm_dir in ('mm_pgm', 'tj_pgm_all'):
+    pem = _config('bsn_pem:tiny', base, base / pgm_dir)
+    pem.data.ann_file_train = str(base / 'anno_all.json')
+    work = str(base / f'pem_{pgm_dir}')
+    loop.train_and_evaluate(localizers.get(pem), pem, work, quiet=True)
+    metrics[pgm_dir] = predict.run_test(localizers.get(pem), pem, work,
+                                        quiet=True)
+  assert 0 < metrics['tj_pgm_all']['AUC'] < 100
+  assert metrics['mm_pgm'] == pytest.approx(metrics['tj_pgm_all'], rel=RTOL)
