@@ -11,6 +11,10 @@
   PEM (configs/bsn_pem.py): trained by tal_jax.main on pgm_train.npz,
       evaluated (AR@AN) and tested on pgm_test.npz.
 
+Each stage also reads MMAction2's files, recognised by the folder's content
+(`load_tem_dir`: tem_results/<video>.csv; `load_pgm_dir`: pgm_proposals/
+<video>.csv + pgm_features/<video>.npy), so stages mix with MMAction2's.
+
 File formats (ours; MMAction2's are written beside them when asked):
   tem_results.npz: names [N] str, tem_output [N, T, 3] float32.
   pgm_<mode>.npz: names [N] str, offsets [N + 1] int64, proposals [sum P, 7]
