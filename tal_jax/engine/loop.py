@@ -62,6 +62,9 @@ def train_and_evaluate(model_def: ModelDef,
     raise errors.TalError(f'the training split has {num_train} videos, '
                           f'fewer than config.train.batch_size={bs}')
   trainer = Trainer(model_def, config, steps_per_epoch)
+  runlog.info(runlog.startup_line(
+      'train', trainer.mesh, bs, parallel.check_global_batch(bs, trainer.mesh),
+      runlog.compute_dtype(trainer.module)), quiet)
   root = jax.random.key(config.seed)
   init_rng, step_rng = jax.random.split(root)
   state = trainer.init_state(init_rng)

@@ -255,6 +255,10 @@ def main(argv=None) -> dict[str, np.ndarray]:
                                    args.ann_file)
   config, model_def, predictor, variables, where = export_tool.load_model(args)
   serving = export_tool.serving_of(config, model_def)
+  if serving.decode is None:
+    raise errors.TalError(f"model '{config.model_name}' gives no proposals on "
+                          'its own; tools.infer serves bmn (export the others '
+                          'with tal_jax.tools.export)')
   names, recs, feats = _read_all(files, args, records, config)
   outputs = predict_outputs(predictor, variables['params'], serving, feats,
                             args.batch_size or config.test.batch_size)
