@@ -2,9 +2,9 @@ r"""BSN stage 2, PGM (MMAction2 1.2.0 `bsn_pgm_400x100_activitynet-feature.py`).
 
 Usage (after TEM's --mode=test):
   python -m tal_jax.tools.bsn_proposal_generation --config=configs/bsn_pgm.py \
-      --tem-dir=work_dirs/bsn/tem --out-dir=work_dirs/bsn/pgm --mode=train
+      --tem_dir=work_dirs/bsn/tem --out_dir=work_dirs/bsn/pgm --mode=train
   python -m tal_jax.tools.bsn_proposal_generation --config=configs/bsn_pgm.py \
-      --tem-dir=work_dirs/bsn/tem --out-dir=work_dirs/bsn/pgm --mode=test
+      --tem_dir=work_dirs/bsn/tem --out_dir=work_dirs/bsn/pgm --mode=test
 Train mode reads ann_file_train (top 500 BSP features per video), test mode
 ann_file_val (top 1000), as MMAction2's tools/misc/bsn_proposal_generation.py.
 Presets: '' (embedded dataset), 'full' (ActivityNet-sized), 'tiny' (tests),

@@ -3,6 +3,7 @@
 import difflib
 import importlib.util
 import os
+import re
 import sys
 
 import ml_collections
@@ -98,18 +99,42 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   module_spec = importlib.util.spec_from_file_location('_tal_config', path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
+  try:
+    return module.get_config(arg) if arg else module.get_config()
+  except ValueError as e:  # an unknown preset
+    msg = re.sub(r'^\S+\.py: ', '', errors.one_line(str(e)))
+    raise errors.TalError(f'{path}: {msg}') from None
+
+
+# Config fields that count something and must be >= 1 (when present).
+POSITIVE_FIELDS = ('train.batch_size', 'train.videos_per_loss',
+                   'train.eval_every_epochs', 'train.checkpoint_every_epochs',
+                   'train.log_every_steps', 'test.batch_size')
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """TalError naming a count field below 1 or a negative epoch count (they
+  would end in a ZeroDivisionError or an empty run)."""
+  leaves = dict(_leaf_items(config))
+  for key in POSITIVE_FIELDS:
+    if key in leaves and not leaves[key] >= 1:
+      raise errors.TalError(f'config.{key}={leaves[key]!r} must be >= 1')
+  epochs = leaves.get('train.num_epochs')
+  if epochs is not None and not epochs >= 0:
+    raise errors.TalError(f'config.train.num_epochs={epochs!r} must be >= 0')
+
+
+def _leaf_items(config: ml_collections.ConfigDict, prefix: str = ''):
+  for k, v in config.items():
+    if isinstance(v, ml_collections.ConfigDict):
+      yield from _leaf_items(v, f'{prefix}{k}.')
+    else:
+      yield prefix + k, v
 
 
 def flat_keys(config: ml_collections.ConfigDict, prefix: str = '') -> list[str]:
   """Every leaf key as a dotted path: ['seed', 'data.feature_dir', ...]."""
-  keys = []
-  for k, v in config.items():
-    if isinstance(v, ml_collections.ConfigDict):
-      keys.extend(flat_keys(v, f'{prefix}{k}.'))
-    else:
-      keys.append(prefix + k)
-  return keys
+  return [k for k, _ in _leaf_items(config, prefix)]
 
 
 def check_override_keys(config: ml_collections.ConfigDict,
@@ -149,6 +174,8 @@ def explain_config_errors(argv: list[str]) -> list[str]:
 
 def check_workdir(workdir: str) -> None:
   """TalError when the workdir cannot be created or written."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise errors.TalError(f'workdir {workdir} is a file, not a folder')
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:

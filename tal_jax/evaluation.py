@@ -210,6 +210,8 @@ def average_recall_at_avg_proposals(
   if not num_videos or not total_num_proposals:
     raise TalError(f'AR@AN needs ground truth and proposals ({num_videos} '
                    f'videos, {total_num_proposals} proposals)')
+  if max_avg_proposals is not None and max_avg_proposals < 0:
+    raise TalError(f'max_avg_proposals must be > 0, got {max_avg_proposals}')
   if not max_avg_proposals:
     max_avg_proposals = float(total_num_proposals) / num_videos
   ratio = max_avg_proposals * float(num_videos) / total_num_proposals
@@ -227,6 +229,11 @@ def average_recall_at_avg_proposals(
     raise TalError('AR@AN: the ground truth holds no segments')
   thresholds = np.asarray(temporal_iou_thresholds, np.float64)
   total_retrieved = int(num_kept.sum())
+  if not total_retrieved:
+    raise TalError(
+        f'AR@AN: none of the {total_num_proposals} proposals belongs to one '
+        f'of the {num_videos} ground-truth videos (e.g. {video_ids[0]}); do '
+        'the video ids match?')
   pcn_list = np.arange(1, 101) / 100.0 * (
       max_avg_proposals * float(num_videos) / total_retrieved)
   pcn = np.minimum((width[:, None] * pcn_list).astype(np.int32),

@@ -17,6 +17,7 @@ import tal_jax  # noqa: F401  (sets XLA flags before JAX starts)
 from tal_jax import config_utils
 from tal_jax import errors
 from tal_jax.engine import runlog
+from tal_jax.engine import workdir_lock
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. '
@@ -51,9 +52,12 @@ def run(argv) -> None:
   enable_compilation_cache(config.data.cache_dir)
   workdir = os.path.abspath(os.path.expanduser(FLAGS.workdir))
   config_utils.check_workdir(workdir)
+  config_utils.check_config(config)
   if FLAGS.mode == 'train':
-    config_utils.save_config(config, workdir)
-    loop.train_and_evaluate(model_def, config, workdir, FLAGS.quiet)
+    # config.json is written by train_and_evaluate once the run is accepted.
+    import jax  # pylint: disable=g-import-not-at-top
+    with workdir_lock.hold(workdir, enabled=jax.process_index() == 0):
+      loop.train_and_evaluate(model_def, config, workdir, FLAGS.quiet)
   else:
     predict.run_test(model_def, config, workdir, FLAGS.quiet)
 

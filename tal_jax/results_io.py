@@ -17,6 +17,8 @@ Every malformed input raises TalError naming the file and the video or key.
 import csv
 import dataclasses
 import json
+import math
+import zipfile
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -27,8 +29,16 @@ from tal_jax.evaluation import pairwise_temporal_iou
 
 
 def _show(name) -> str:
-  """A video id as it can stand in a one-line message."""
-  return name if isinstance(name, str) and name.isprintable() else repr(name)
+  """A video id as it can stand in a one-line message (at most 80
+  characters: a whole mismatched file can sit on one line)."""
+  text = name if isinstance(name, str) and name.isprintable() else repr(name)
+  return text if len(text) <= 80 else text[:77] + '...'
+
+
+def _excerpt(line: str, limit: int = 60) -> str:
+  """repr of a line's first `limit` characters, '...' marking a cut."""
+  line = line.strip()
+  return repr(line) if len(line) <= limit else repr(line[:limit]) + '...'
 
 
 def read_json(path):
@@ -59,12 +69,15 @@ def _check_segment(item, path, vid, need_score):
   except (TypeError, ValueError, OverflowError):
     raise TalError(f'{where}: "segment" must be [start, end], got {seg!r}'
                    ) from None
-  del start, end
+  if not (math.isfinite(start) and math.isfinite(end)):
+    raise TalError(f'{where}: "segment" {[start, end]} is not finite')
   if need_score:
     try:
-      float(item['score'])
-    except (KeyError, TypeError, ValueError):
+      score = float(item['score'])
+    except (KeyError, TypeError, ValueError, OverflowError):
       raise TalError(f'{where}: missing or bad "score"') from None
+    if not math.isfinite(score):
+      raise TalError(f'{where}: "score" {score} is not finite')
   return item
 
 
@@ -242,15 +255,21 @@ def format_proposal_list_video(index, video_id, num_frames, fps, gts,
   return '\n'.join(lines) + '\n'
 
 
-def _parse_numbers(line, count, path, lineno, vid):
+def _parse_numbers(line, count, path, lineno, vid, nan_ok=()):
+  """`count` finite numbers of a line (NaN allowed in columns `nan_ok`)."""
   parts = line.split()
   try:
     if len(parts) != count:
       raise ValueError
-    return [float(x) for x in parts]
+    numbers = [float(x) for x in parts]
   except ValueError:
     raise TalError(f'{path}:{lineno}: video {_show(vid)}: expected {count} numbers, '
-                   f'got {line.strip()!r}') from None
+                   f'got {_excerpt(line)}') from None
+  if not all(math.isfinite(x) or (j in nan_ok and math.isnan(x))
+             for j, x in enumerate(numbers)):
+    raise TalError(f'{path}:{lineno}: video {_show(vid)}: non-finite number '
+                   f'in {_excerpt(line)}')
+  return numbers
 
 
 def _parse_count(line, path, lineno, vid, what):
@@ -258,7 +277,7 @@ def _parse_count(line, path, lineno, vid, what):
     return int(line)
   except ValueError:
     raise TalError(f'{path}:{lineno}: video {_show(vid)}: expected the number of '
-                   f'{what}, got {line.strip()!r}') from None
+                   f'{what}, got {_excerpt(line)}') from None
 
 
 def _parse_block(lines, start, path):
@@ -275,9 +294,17 @@ def _parse_block(lines, start, path):
   num_gts = _parse_count(line(i), path, i + 1, vid, 'gts')
   gts = [_parse_numbers(line(i + 1 + k), 3, path, i + 2 + k, vid)
          for k in range(num_gts)]
+  for k, (_, g_start, g_end) in enumerate(gts):
+    if g_end < g_start:
+      raise TalError(f'{path}:{i + 2 + k}: video {_show(vid)}: ground-truth '
+                     f'segment ends (frame {g_end:g}) before it starts '
+                     f'(frame {g_start:g})')
   i += 1 + num_gts
   num_props = _parse_count(line(i), path, i + 1, vid, 'proposals')
-  props = [_parse_numbers(line(i + 1 + k), 5, path, i + 2 + k, vid)
+  # MMAction2 writes best_overlap (and IoU) 0/0 = nan for a zero-length
+  # proposal: accepted there, as upstream reads it; positions must be finite.
+  props = [_parse_numbers(line(i + 1 + k), 5, path, i + 2 + k, vid,
+                          nan_ok=(1, 2))
            for k in range(num_props)]
   video = ProposalListVideo(vid, num_frames, fps,
                             np.array(gts, np.float64).reshape(-1, 3),
@@ -301,7 +328,7 @@ def read_proposal_list(path):
       continue
     if not lines[i].startswith('#'):
       raise TalError(f'{path}:{i + 1}: expected a "# index" line, got '
-                     f'{lines[i].strip()!r}')
+                     f'{_excerpt(lines[i])}')
     video, i = _parse_block(lines, i + 1, path)
     videos.append(video)
   return videos
@@ -343,3 +370,44 @@ def proposal_results(proposals: dict[str, np.ndarray]) -> dict:
     results.update(proposals_to_results(
         [name], rows[None], np.ones((1, len(rows)), bool)))
   return {'version': 'VERSION 1.3', 'results': results, 'external_data': {}}
+
+
+def read_npz(path: str, shapes: dict[str, tuple], what: str
+             ) -> dict[str, np.ndarray]:
+  """The arrays `shapes` names from an .npz, checked; TalError naming the
+  file and the field otherwise (a truncated file, a key missing, a shape
+  other than `shapes` gives, a NaN or inf in a float array).
+
+  `shapes`: {key: dims}, each dim an int or a letter that must take the same
+  value wherever it appears, e.g. {'names': ('N',), 'x': ('N', 'T', 3)}.
+  `what`: what produced the file, for the hint ('run ... again').
+  """
+  again = f'; write it again ({what})'
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      arrays = {k: f[k] for k in shapes if k in f.files}
+  except FileNotFoundError:
+    raise TalError(f'{path}: not found ({what} writes it)') from None
+  except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+    raise TalError(f'{path}: not a readable .npz '
+                   f'({errors.one_line(str(e), 100)}){again}') from None
+  sizes = {}
+  for key, dims in shapes.items():
+    if key not in arrays:
+      raise TalError(f'{path}: no array {key!r}{again}')
+    a = arrays[key]
+    ok = a.ndim == len(dims)
+    for dim, n in zip(dims, a.shape):
+      if isinstance(dim, int):
+        ok = ok and n == dim
+      else:
+        ok = ok and sizes.setdefault(dim, n) == n
+    if not ok:
+      want = 'x'.join(str(sizes.get(d, d)) for d in dims)
+      raise TalError(f'{path}: {key} has shape {a.shape}, expected '
+                     f'[{want}]{again}')
+    if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
+      at = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+      raise TalError(f'{path}: {key} has a {a[at]} value at index '
+                     f'{list(at)}')
+  return arrays

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import tempfile
 import warnings
 
@@ -87,8 +88,8 @@ def test_npy(tmp_path):
     ('h\n1,2,3\n1,2\n', r'row 3 has 2 columns, row 2 has 3'),
     ('h\n1,2,3\n1,x,3\n', r"non-numeric value 'x'"),
     ('h\n1,2,3\n1,,3\n', r"non-numeric value ''"),
-    ('h\n1,2,3\n1,2,3\n1,nan,3\n1,2,3\n', r'NaN or inf value in feature row 4'),
-    ('h\n1,2,3\n1,2,inf\n1,2,3\n1,2,3\n', r'NaN or inf value in feature row 3'),
+    ('h\n1,2,3\n1,2,3\n1,nan,3\n1,2,3\n', r'nan value in line 4, column 2$'),
+    ('h\n1,2,3\n1,2,inf\n1,2,3\n1,2,3\n', r'inf value in line 3, column 3$'),
     ('h\n', r'no feature rows after the header'),
     ('', r'no feature rows after the header'),
 ])
@@ -166,6 +167,10 @@ def _write_ann(tmp_path, data, name='ann.json'):
     (_record(segments=((10.0, 12.0),)), r'lies outside the video'),
     ({k: v for k, v in _record().items() if k != 'feature_frame'},
      r"missing field 'feature_frame'"),
+    (dict(_record(), duration_frame=float('inf')),
+     r'duration_frame must be > 0, got inf'),
+    (dict(_record(), feature_frame=float('nan')),
+     r'feature_frame must be > 0, got nan'),
     (dict(_record(), annotations=[{'label': 'a'}]),
      r'segment must be \[start, end\]'),
     (dict(_record(), annotations=[{'segment': [1.0], 'label': 'a'}]),
@@ -314,6 +319,42 @@ def test_load_split_cache_packed_with_skips(tmp_path):
   assert got.names == ['v_a', 'v_c']
   _one_line_error(activitynet.load_split, feat_dir, ann, cache, T, D,
                   match='packed with skip_bad_videos and left out 1 videos')
+  # The bad CSV fixed in place (the folder's mtime does not change): the
+  # cache that left it out is stale and the split is packed again.
+  activitynet.write_features_csv(str(tmp_path / 'feat' / 'v_b.csv'),
+                                 np.full((T, D), 5, np.float32))
+  got = activitynet.load_split(feat_dir, ann, cache, T, D)
+  assert got.names == ['v_a', 'v_b', 'v_c']
+  np.testing.assert_array_equal(got.features[1], 5)
+
+
+@pytest.mark.parametrize('damage, match', [
+    ('features.npy', r'features.npy: damaged cache file \(.*\); delete '
+     r'(\S+) to pack the split again$'),
+    ('videos.json', r'videos.json: damaged cache file \(.*\); delete '
+     r'(\S+) to pack the split again$'),
+])
+def test_truncated_packed_cache_names_the_folder(tmp_path, damage, match):
+  feat_dir, ann, _ = _split(tmp_path)
+  cache = str(tmp_path / 'cache')
+  activitynet.load_split(feat_dir, ann, cache, T, D)
+  packed = activitynet.packed_cache_dir(cache, feat_dir, ann, T, D)
+  path = os.path.join(packed, damage)
+  with open(path, 'rb') as f:
+    blob = f.read()
+  with open(path, 'wb') as f:
+    f.write(blob[:len(blob) // 3])
+  msg = _one_line_error(activitynet.load_split, feat_dir, ann, cache, T, D,
+                        match=match)
+  assert re.search(match, msg).group(1) == packed
+
+
+def test_npy_non_finite_names_row_and_column(tmp_path):
+  x = np.zeros((T, D), np.float32)
+  x[0, 2] = np.nan
+  np.save(tmp_path / 'v_n.npy', x)
+  _one_line_error(activitynet.read_features, str(tmp_path / 'v_n.npy'), T, D,
+                  match=r'v_n.npy: nan value in row 0, column 2 \(0-based\)$')
 
 
 def test_pack_features_cli(tmp_path, capsys):

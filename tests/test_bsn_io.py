@@ -63,7 +63,8 @@ def test_single_row_proposal_file_stays_2d(tmp_path):
     ('action,start,end,tmin,tmax\n1,2,3\n1,2,3\n', 'malformed|expected rows'),
     ('action,start,end,tmin,tmax\n', 'expected rows'),
     ('action,start,end,tmin,tmax\n1,2,3,4,x\n1,2,3,4,5\n', 'malformed'),
-    ('action,start,end,tmin,tmax\n1,2,3,4,nan\n1,2,3,4,5\n', 'non-finite'),
+    ('action,start,end,tmin,tmax\n1,2,3,4,nan\n1,2,3,4,5\n',
+     "nan value in column 'tmax' of line 2$"),
 ])
 def test_bad_tem_csv_raises(tmp_path, content, message):
   path = tmp_path / 'v_bad.csv'

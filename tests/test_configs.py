@@ -5,6 +5,7 @@ import os
 import pytest
 
 from tal_jax import config_utils
+from tal_jax import errors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = ('bmn', 'bsn_tem', 'bsn_pgm', 'bsn_pem')
@@ -21,7 +22,8 @@ def test_presets(name):
   assert load(name, 'full').data.synthetic_train == 9649
   assert load(name, 'full').data.synthetic_val == 4728
   assert load(name, 'tiny').data.synthetic_train == 16
-  with pytest.raises(ValueError, match='unknown preset'):
+  with pytest.raises(errors.TalError,
+                     match=rf"^\S+/configs/{name}.py: unknown preset 'huge'"):
     load(name, 'huge')
 
 
@@ -109,7 +111,7 @@ def test_bmn_thumos14_opentad_values():
   assert load('bmn_thumos14').data.dataset == 'thumos14_windows'
   assert load('bmn_thumos14', 'tiny').model.temporal_dim == load(
       'bmn_thumos14', 'tiny').data.window_size
-  with pytest.raises(ValueError, match='unknown preset'):
+  with pytest.raises(errors.TalError, match='unknown preset'):
     load('bmn_thumos14', 'huge')
 
 
@@ -128,5 +130,5 @@ def test_bsn_thumos14_configs():
           pem.data.offset_frames) == (0.75, 100, 0.3, 2, 8)
   for name in ('bsn_tem_thumos14', 'bsn_pgm_thumos14', 'bsn_pem_thumos14'):
     assert load(name, 'tiny').data.window_size == 32
-    with pytest.raises(ValueError, match='unknown preset'):
+    with pytest.raises(errors.TalError, match='unknown preset'):
       load(name, 'huge')

@@ -141,7 +141,7 @@ def test_missing_video_folder(tmp_path, capsys):
     ('# 0\nv\n1\n1\n1\n3 0.5\n0\n', 'v: expected 3 numbers'),
     ('# 0\nv\n1\n1\n1\n3.5 0.5 0.6\n0\n', 'v: a gt label is not an integer'),
     ('# 0\nv\n1\n1\n0\n1\n1 0.5 0.5 nan 0.6\n',
-     'v: a proposal line holds a non-finite number'),
+     "v: non-finite number in '1 0.5 0.5 nan 0.6'"),
 ])
 def test_bad_list(tmp_path, capsys, text, match):
   frames = _make_folders(tmp_path / 'f', {'v': {'img_frames': 2}})

@@ -24,6 +24,8 @@ from tal_jax.engine import runlog
 from tal_jax.engine import loop
 from tal_jax import localizers
 
+from conftest import metrics_rows
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 3  # tiny preset: 16 videos, batch 4 -> 4 steps per epoch
 
@@ -111,6 +113,11 @@ def test_sigkill_then_rerun_equals_uninterrupted_run(baseline):
   want = _restore_raw(str(base / 'base'), final)
   for x, y in zip(_leaves(got), _leaves(want), strict=True):
     np.testing.assert_array_equal(x, y)
+  # The rows the killed run logged after its last checkpoint were dropped
+  # before the resumed run logged them again (issue 14).
+  assert metrics_rows(workdir) == metrics_rows(base / 'base')
+  assert sorted(os.listdir(workdir)) == ['checkpoints', 'config.json',
+                                         'metrics.jsonl', 'tensorboard']
 
 
 def _poisoned_model_def(model_def):

@@ -111,11 +111,17 @@ def test_infer_video_end_to_end(files, capsys):
   out, png = str(base / 'props.json'), str(base / 'props.png')
   with pytest.raises(errors.TalError, match='--video needs --rgb-checkpoint'):
     infer_tool.main(['--workdir', str(base / 'work'), '--video', videos])
-  # A folder: the broken video is one error line, the other one goes on.
-  props = infer_tool.main(
-      ['--workdir', str(base / 'work'), '--video', videos,
-       '--rgb-checkpoint', rgb, '--flow-checkpoint', flow, '--out', out,
-       '--top', '3', '--quiet'])
+  # A folder with a broken video stops (exit 2, no results written) naming
+  # it; with --skip-unreadable the other one goes on.
+  args = ['--workdir', str(base / 'work'), '--video', videos,
+          '--rgb-checkpoint', rgb, '--flow-checkpoint', flow, '--out', out,
+          '--top', '3', '--quiet']
+  with pytest.raises(errors.TalError, match=(
+      r'^1 of 2 videos could not be read \(broken.mp4\); the features of the '
+      r'others are kept in .*video_features: fix or remove')):
+    infer_tool.main(args)
+  assert not os.path.exists(out)
+  props = infer_tool.main(args + ['--skip-unreadable'])
   assert list(props) == ['v_clip_a']
   assert 'broken.mp4' in capsys.readouterr().err
   # One file, with the plot; the features written above are reused.

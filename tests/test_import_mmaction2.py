@@ -114,3 +114,25 @@ def test_cli_shape_mismatch_is_one_line_error(tmp_path):
         '--checkpoint', os.path.join(GOLDEN_DIR, 'bmn_tiny.pth'),
         '--config', os.path.join(REPO, 'configs', 'bmn.py') + ':tiny',
         '--workdir', str(tmp_path / 'w')])
+
+
+def test_cli_into_a_workdir_with_checkpoints(tmp_path, capsys):
+  """Refused without --force (the trained steps would keep being restored);
+  with --force the trained checkpoints move aside and the import is step 0,
+  the only one."""
+  args = ['--checkpoint', os.path.join(GOLDEN_DIR, 'bmn_tiny.pth'),
+          '--config', os.path.join(REPO, 'configs', 'bmn.py') + ':tiny',
+          '--set', 'model.feat_dim=24', '--workdir', str(tmp_path)]
+  import_mmaction2.main(args)
+  os.rename(tmp_path / 'checkpoints' / '0', tmp_path / 'checkpoints' / '12')
+  with pytest.raises(TalError, match=(
+      rf'^{tmp_path} already holds checkpoints \(steps 12\) that test, infer, '
+      'export and resume would keep restoring instead of the import;')):
+    import_mmaction2.main(args)
+  capsys.readouterr()
+  path = import_mmaction2.main(args + ['--force'])
+  assert path == str(tmp_path / 'checkpoints' / '0')
+  assert os.listdir(tmp_path / 'checkpoints') == ['0']
+  assert os.listdir(tmp_path / 'checkpoints.before-import') == ['12']
+  assert (f'--force: moved the existing checkpoints to {tmp_path}/'
+          'checkpoints.before-import') in capsys.readouterr().out

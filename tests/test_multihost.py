@@ -135,3 +135,13 @@ def test_process_0_alone_writes_logs_and_the_same_metrics(two_and_one):
   assert 'epoch 1: AR@1' in results[0].stdout
   assert 'epoch 1' not in results[1].stdout
   assert os.path.isfile(os.path.join(work, 'config.json'))
+
+
+def test_process_0_alone_prints_the_startup_line(two_and_one):
+  _, _, config, results = two_and_one
+  lines = [l for l in results[0].stdout.splitlines() if ': backend=' in l]
+  assert lines == [
+      'train: backend=cpu, devices=4 x cpu, process=0/2, mesh=data:4, '
+      f'global_batch={config.train.batch_size}, '
+      f'per_device_batch={config.train.batch_size // 4}, dtype=float32']
+  assert ': backend=' not in results[1].stdout

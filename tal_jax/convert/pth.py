@@ -176,9 +176,13 @@ def load_pth(path: str) -> dict[str, np.ndarray]:
   try:
     obj = _load_zip(path) if zipfile.is_zipfile(path) else _load_legacy(path)
     obj = _materialise(obj)
-  except (pickle.UnpicklingError, EOFError, KeyError, ValueError,
-          struct.error) as e:
-    raise TalError(f'checkpoint {path}: cannot read ({e})') from None
+  except TalError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    # A damaged file fails anywhere in zipfile or pickle (BadZipFile, bad
+    # CRC, unknown compression, UnpicklingError, struct.error, ...).
+    raise TalError(f'checkpoint {path}: cannot read ({type(e).__name__}: '
+                   f'{str(e).splitlines()[0] if str(e) else ""})') from None
   if isinstance(obj, dict) and isinstance(obj.get('state_dict'), dict):
     obj = obj['state_dict']
   if not isinstance(obj, dict) or not any(

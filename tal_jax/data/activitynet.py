@@ -85,7 +85,8 @@ def _check_record(path: str, name: str, rec: Any) -> None:
     raise errors.TalError(
         f'{path}: video {name}: duration_second must be > 0, got {duration!r}')
   for k in ('duration_frame', 'feature_frame'):
-    if not isinstance(rec[k], (int, float)) or rec[k] <= 0:
+    if (not isinstance(rec[k], (int, float)) or not rec[k] > 0 or
+        not math.isfinite(rec[k])):
       raise errors.TalError(
           f'{path}: video {name}: {k} must be > 0, got {rec[k]!r}')
   if not isinstance(rec['annotations'], list):
@@ -193,8 +194,10 @@ def read_feature_array(path: str, dtype=np.float32) -> np.ndarray:
   else:
     x = _parse_csv(path, dtype)
   if not np.all(np.isfinite(x)):
-    row = int(np.argwhere(~np.isfinite(x))[0, 0])
-    raise errors.TalError(f'{path}: NaN or inf value in feature row {row + 2}')
+    row, col = (int(i) for i in np.argwhere(~np.isfinite(x))[0])
+    where = (f'row {row}, column {col} (0-based)' if path.endswith('.npy')
+             else f'line {row + 2}, column {col + 1}')
+    raise errors.TalError(f'{path}: {x[row, col]} value in {where}')
   return x
 
 
@@ -271,7 +274,10 @@ def pack_split(feature_dir: str, ann_file: str, out_dir: str,
   if not kept:
     raise errors.TalError(f'{ann_file}: no video with usable features')
   features = np.stack(feats)
-  meta = {'names': kept, 'records': [records[n] for n in kept],
+  bad_names = sorted(set(names) - set(kept))
+  meta = {'skipped_stamps': {n: feature_stamp(feature_dir, n)
+                             for n in bad_names},
+          'names': kept, 'records': [records[n] for n in kept],
           'temporal_dim': temporal_dim, 'feat_dim': feat_dim,
           'feature_dir': os.path.abspath(feature_dir),
           'ann_file': os.path.abspath(ann_file), 'skipped': bad}
@@ -304,13 +310,49 @@ def load_packed(packed_dir: str, mmap: bool = True) -> VideoSet:
   if not (os.path.isfile(meta_path) and os.path.isfile(feat_path)):
     raise errors.TalError(f'{packed_dir}: not a packed split '
                           '(needs features.npy and videos.json)')
-  with open(meta_path) as f:
-    meta = json.load(f)
-  features = np.load(feat_path, mmap_mode='r' if mmap else None)
-  if features.shape[0] != len(meta['names']):
-    raise errors.TalError(f'{packed_dir}: features.npy has {features.shape[0]}'
-                          f' videos, videos.json {len(meta["names"])}')
-  return VideoSet(meta['names'], features, meta['records'])
+  delete = f'; delete {packed_dir} to pack the split again'
+  try:
+    with open(meta_path) as f:
+      meta = json.load(f)
+    names, records = list(meta['names']), list(meta['records'])
+  except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+    raise errors.TalError(f'{meta_path}: damaged cache file '
+                          f'({errors.one_line(str(e), 100)}){delete}') from None
+  try:
+    features = np.load(feat_path, mmap_mode='r' if mmap else None)
+  except (ValueError, OSError, EOFError) as e:
+    raise errors.TalError(f'{feat_path}: damaged cache file '
+                          f'({errors.one_line(str(e), 100)}){delete}') from None
+  if features.ndim != 3 or features.shape[0] != len(names):
+    raise errors.TalError(f'{packed_dir}: features.npy has shape '
+                          f'{features.shape}, videos.json {len(names)} '
+                          f'videos{delete}')
+  return VideoSet(names, features, records)
+
+
+def feature_stamp(feature_dir: str, name: str) -> list[int] | None:
+  """[size, mtime_ns] of a video's feature file; None when it has none."""
+  try:
+    st = os.stat(feature_path(feature_dir, name))
+  except (errors.TalError, OSError):
+    return None
+  return [st.st_size, st.st_mtime_ns]
+
+
+def skipped_files_changed(packed_dir: str, feature_dir: str) -> bool:
+  """Whether a video a packed split left out (skip_bad_videos) has had its
+  feature file added or changed since: the cache is stale then."""
+  try:
+    with open(os.path.join(packed_dir, 'videos.json')) as f:
+      meta = json.load(f)
+  except (OSError, ValueError):
+    return False  # load_packed names the damage
+  if not meta.get('skipped'):
+    return False
+  stamps = meta.get('skipped_stamps')
+  if not isinstance(stamps, dict):
+    return True  # packed before the stamps were kept
+  return any(feature_stamp(feature_dir, n) != s for n, s in stamps.items())
 
 
 def packed_cache_dir(cache_dir: str, feature_dir: str, ann_file: str,
@@ -353,7 +395,7 @@ def load_split(feature_dir: str, ann_file: str, cache_dir: str,
     raise errors.TalError(f'annotation file not found: {ann_file}')
   packed = packed_cache_dir(cache_dir, feature_dir, ann_file, temporal_dim,
                             feat_dim)
-  if os.path.isdir(packed):
+  if os.path.isdir(packed) and not skipped_files_changed(packed, feature_dir):
     skipped = _skipped_videos(packed)
     if skipped and not skip_bad_videos:
       raise errors.TalError(f'{packed} was packed with skip_bad_videos and '

@@ -14,6 +14,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from tal_jax import config_utils
 from tal_jax import errors
 from tal_jax.data import pipeline
 from tal_jax.engine import checkpointing
@@ -61,16 +62,18 @@ def train_and_evaluate(model_def: ModelDef,
     raise errors.TalError(f'the training split has {num_train} videos, '
                           f'fewer than config.train.batch_size={bs}')
   trainer = Trainer(model_def, config, steps_per_epoch)
+  runlog.info(runlog.startup_line(
+      'train', trainer.mesh, bs, parallel.check_global_batch(bs, trainer.mesh),
+      runlog.compute_dtype(trainer.module)), quiet)
   root = jax.random.key(config.seed)
   init_rng, step_rng = jax.random.split(root)
   state = trainer.init_state(init_rng)
   mngr = checkpointing.manager(workdir)
   start_epoch = 0
-  latest = mngr.latest_step()
-  if latest is not None:
-    restored = checkpointing.restore(mngr, latest, state.params,
-                                     state.opt_state, trainer.replicated,
-                                     config, state.model_state)
+  restored = checkpointing.restore_for_training(
+      mngr, state.params, state.opt_state, trainer.replicated, config,
+      state.model_state, say=lambda m: runlog.info(m, quiet))
+  if restored is not None:
     if restored['opt_state'] is None:
       raise errors.TalError(f'{workdir}: the latest checkpoint has no optimizer '
                             'state (imported?); use another workdir to train')
@@ -78,8 +81,10 @@ def train_and_evaluate(model_def: ModelDef,
     state = TrainState(trainer.step_array(start_epoch * steps_per_epoch),
                        restored['params'], restored['opt_state'],
                        restored['model_state'])
-    runlog.info(f'resumed from {workdir} at epoch {start_epoch}', quiet)
-  writer = MetricWriter(workdir)
+    runlog.info(f'resumed from step {restored["step"]} ({mngr.directory}/'
+                f'{restored["step"]}) at epoch {start_epoch}', quiet)
+  config_utils.save_config(config, workdir)  # only once the run is accepted
+  writer = MetricWriter(workdir, start_step=int(state.step))
   metrics = {}
   device_cache = {}
   for epoch in range(start_epoch, config.train.num_epochs):

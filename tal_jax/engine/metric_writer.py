@@ -7,20 +7,53 @@ from typing import Any
 
 import jax
 
+from tal_jax import errors
+
+
+def truncate_after(path: str, step: int) -> int:
+  """Drops the rows of a metrics.jsonl logged after `step` (a killed run's
+  rows past its last checkpoint, which the resumed run logs again); returns
+  how many. Unparsable lines (a row cut by the kill) go too."""
+  if not os.path.exists(path):
+    return 0
+  with open(path) as f:
+    lines = f.readlines()
+  keep = []
+  for line in lines:
+    try:
+      row_step = json.loads(line)['step']
+    except (ValueError, KeyError, TypeError):
+      continue
+    if row_step <= step:
+      keep.append(line if line.endswith('\n') else line + '\n')
+  if len(keep) != len(lines):
+    errors.write_text(path, ''.join(keep))
+  return len(lines) - len(keep)
+
 
 class MetricWriter:
   """Appends {'step', 'epoch', **scalars} to <workdir>/metrics.jsonl and writes
-  the same scalars as TensorBoard events under <workdir>/tensorboard/."""
+  the same scalars as TensorBoard events under <workdir>/tensorboard/.
 
-  def __init__(self, workdir: str, enabled: bool | None = None):
+  `start_step`: the step the run starts (or resumes) from; rows logged after
+  it by an earlier, killed run are dropped first (TensorBoard purges its
+  events after it), so a resumed run's logs equal an uninterrupted run's.
+  """
+
+  def __init__(self, workdir: str, enabled: bool | None = None,
+               start_step: int | None = None):
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
     self._path = os.path.join(workdir, 'metrics.jsonl')
     self._tb = None
     if self.enabled:
       os.makedirs(workdir, exist_ok=True)
+      if start_step is not None:
+        truncate_after(self._path, start_step)
       try:
         from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-        self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+        self._tb = SummaryWriter(
+            os.path.join(workdir, 'tensorboard'),
+            purge_step=None if start_step is None else start_step + 1)
       except ImportError:
         self._tb = None
 

@@ -48,6 +48,21 @@ from tal_jax.ops import segments
 
 
 @dataclasses.dataclass(frozen=True)
+class ServingInput:
+  """One input of an exported function.
+
+  Attributes:
+    name: its name in metadata.json and the loader's keyword.
+    shape: ints, or names of symbolic dimensions ('batch', 'proposals'): any
+      size, the same size wherever a name recurs.
+    dtype: numpy dtype name.
+  """
+  name: str
+  shape: tuple[int | str, ...]
+  dtype: str = 'float32'
+
+
+@dataclasses.dataclass(frozen=True)
 class Serving:
   """What serving needs to know of a model's raw outputs.
 
@@ -57,12 +72,30 @@ class Serving:
     decode: (outputs by name, config.test) -> (proposals [B, K, 3] normalised
       (start, end, score), valid [B, K] bool); None for a model whose outputs
       are not proposals (TEM, whose curves feed PGM).
-    input_name: the exported function's input.
+    input_name: the exported function's input (default `inputs`).
+    inputs: config -> the exported function's inputs (ServingInput tuple),
+      raising TalError for a configuration that cannot be exported; None:
+      `input_name` [batch, T, D] float32 features.
+    forward: (module, params, *inputs, config) -> outputs (an array or a
+      tuple; None entries are left out), the exported computation; None:
+      ModelDef.forward.
   """
   output_names: tuple[str, ...]
   curves: tuple[str, ...]
   decode: Callable[..., tuple[np.ndarray, np.ndarray]] | None
   input_name: str = 'features'
+  inputs: Callable[[ml_collections.ConfigDict],
+                   tuple[ServingInput, ...]] | None = None
+  forward: Callable[..., Any] | None = None
+
+  def input_specs(self, config: ml_collections.ConfigDict
+                  ) -> tuple[ServingInput, ...]:
+    """The exported function's inputs for `config`."""
+    if self.inputs is not None:
+      return tuple(self.inputs(config))
+    m = config.model
+    return (ServingInput(self.input_name,
+                         ('batch', m.temporal_dim, m.feat_dim)),)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -100,6 +100,13 @@ def check_global_batch(batch_size: int, mesh: Mesh) -> int:
   return batch_size // n
 
 
+def eval_global_batch(batch_size: int, mesh: Mesh) -> int:
+  """Inference's global batch: `batch_size` rounded down to a multiple of the
+  device count, at least one row per device."""
+  n = mesh.devices.size
+  return max(n, batch_size // n * n)
+
+
 def host_slice(global_batch: int, mesh: Mesh | None = None) -> slice:
   """The rows of a global batch [B, ...] that this process's devices hold."""
   mesh = make_mesh() if mesh is None else mesh

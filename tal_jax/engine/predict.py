@@ -68,20 +68,11 @@ def restore_variables(predictor: Predictor,
   ckpt_dir, step = workdir, None
   if config.checkpoint:
     ckpt_dir, step = checkpointing.resolve_checkpoint(config.checkpoint)
-  mngr = checkpointing.manager(ckpt_dir, read_only=True)
-  if step is None:
-    step = checkpointing.find_step(mngr, 'best')
-  if step is None:
-    raise errors.TalError(f'no checkpoint found in {ckpt_dir}')
-  if step not in mngr.all_steps():
-    raise errors.TalError(f'{ckpt_dir}: no checkpoint at step {step}')
   like = predictor.abstract_variables()
   params_like = like.pop('params')
-  restored = checkpointing.restore(mngr, step, params_like, None,
-                                   predictor.replicated, config, like)
-  mngr.close()
-  return ({'params': restored['params'], **restored['model_state']},
-          os.path.join(str(mngr.directory), str(step)))
+  restored, where = checkpointing.restore_for_inference(
+      ckpt_dir, step, params_like, predictor.replicated, config, like)
+  return {'params': restored['params'], **restored['model_state']}, where
 
 
 def forward_batches(predictor: Predictor, params, arrays: dict[str, np.ndarray],
@@ -91,8 +82,7 @@ def forward_batches(predictor: Predictor, params, arrays: dict[str, np.ndarray],
   Yields (idx [b], outputs (host numpy, b rows), host arrays of those rows);
   the last batch is padded to a fixed shape (no recompilation) and cut back.
   """
-  n_dev = predictor.mesh.devices.size
-  batch_size = max(n_dev, batch_size // n_dev * n_dev)
+  batch_size = parallel.eval_global_batch(batch_size, predictor.mesh)
   batches = pipeline.eval_batches(len(arrays['inputs']), batch_size)
   if progress:
     from tqdm import tqdm  # pylint: disable=g-import-not-at-top
@@ -162,6 +152,20 @@ def proposal_test(predictor: Predictor, variables: dict,
   return metrics
 
 
+def test_startup_line(predictor: Predictor) -> str:
+  """`runlog.startup_line` of --mode=test: the batch of `forward_batches` on
+  config.test.batch_size, or one video on one device for a model without it
+  (SSN tests video by video)."""
+  config, mesh = predictor.config, predictor.mesh
+  if 'batch_size' in config.test:
+    batch = parallel.eval_global_batch(config.test.batch_size, mesh)
+    per_device = batch // mesh.devices.size
+  else:
+    batch = per_device = 1
+  return runlog.startup_line('test', mesh, batch, per_device,
+                             runlog.compute_dtype(predictor.module))
+
+
 def run_test(model_def: ModelDef, config: ml_collections.ConfigDict,
              workdir: str, quiet: bool = False) -> dict[str, float]:
   """--mode=test of every model: the test split (process 0 first: it fills a
@@ -172,6 +176,7 @@ def run_test(model_def: ModelDef, config: ml_collections.ConfigDict,
       lambda: pipeline.load_split(config, 'test', progress,
                                   model_def.uses_features), 'load_test')
   predictor = Predictor(model_def, config)
+  runlog.info(test_startup_line(predictor), quiet)
   variables, where = restore_variables(predictor, config, workdir)
   runlog.info(f'restored {where}', quiet)
   test = model_def.test or proposal_test

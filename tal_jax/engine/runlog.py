@@ -3,6 +3,7 @@
 import sys
 
 import jax
+import jax.numpy as jnp
 
 
 def quiet_libraries() -> None:
@@ -10,6 +11,18 @@ def quiet_libraries() -> None:
   and a read-only restore at WARNING)."""
   from absl import logging  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.ERROR)
+  absl_logger = logging.get_absl_logger()
+  if not any(isinstance(f, _OrbaxErrors) for f in absl_logger.filters):
+    absl_logger.addFilter(_OrbaxErrors())
+
+
+class _OrbaxErrors:
+  """Drops Orbax's own ERROR lines (a damaged checkpoint's metadata, logged
+  before the exception that tal_jax turns into one `error:` line naming the
+  step folder); keeps every other library's."""
+
+  def filter(self, record) -> bool:
+    return '/orbax/' not in record.pathname.replace('\\', '/')
 
 
 def show_progress(quiet: bool) -> bool:
@@ -29,3 +42,26 @@ def format_metrics(metrics: dict[str, float]) -> str:
   order = ['AR@1', 'AR@5', 'AR@10', 'AR@100', 'AUC']
   keys = [k for k in order if k in metrics] + sorted(set(metrics) - set(order))
   return '  '.join(f'{k} {metrics[k]:.4f}' for k in keys)
+
+
+def compute_dtype(module) -> str:
+  """The dtype a flax module computes in: its `dtype` field (BMN, TEM follow
+  config.dtype), float32 for modules without one (PEM, SSN)."""
+  return jnp.dtype(getattr(module, 'dtype', jnp.float32)).name
+
+
+def startup_line(stage: str, mesh, global_batch: int, per_device_batch: int,
+                 dtype: str) -> str:
+  """The one line a run prints first: where it runs and how it splits work.
+
+  'train: backend=cpu, devices=4 x cpu, process=0/1, mesh=data:4,
+  global_batch=8, per_device_batch=2, dtype=float32' (fields ', '-separated
+  key=value; the device kind may hold spaces, e.g. 'NVIDIA H100 80GB HBM3').
+  """
+  devices = list(mesh.devices.flat)
+  kinds = '/'.join(sorted({d.device_kind for d in devices}))
+  axes = 'x'.join(f'{name}:{size}' for name, size in mesh.shape.items())
+  return (f'{stage}: backend={jax.default_backend()}, devices={len(devices)} x '
+          f'{kinds}, process={jax.process_index()}/{jax.process_count()}, '
+          f'mesh={axes}, global_batch={global_batch}, '
+          f'per_device_batch={per_device_batch}, dtype={dtype}')

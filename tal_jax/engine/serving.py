@@ -1,12 +1,13 @@
 """Export a trained model for serving: jax.export + parameters + a loader.
 
 A model folder holds:
-- model.jax: the jitted forward (features [B, T, D] float32 -> the model's raw
-  outputs) serialised with `jax.export`, batch size B symbolic, lowered for
+- model.jax: the jitted forward (BMN, TEM: features [B, T, D] float32; PEM,
+  SSN: their `Serving.inputs` -> the model's raw outputs) serialised with
+  `jax.export`, named dimensions (B, proposals, ticks) symbolic, lowered for
   the platforms asked for (default cpu and cuda);
 - params.npz: the parameters, one array per leaf, named 'layer/kernel'; they are
   arguments of the exported function, not constants baked into it;
-- metadata.json: model name, T, D, input and output names and shapes, the
+- metadata.json: model name, T, D, inputs and outputs (names, shapes), the
   parameter order, jax version, calling convention, config.model / config.test;
 - load_model.py: a documented loader that needs only jax and numpy.
 
@@ -31,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tal_jax import errors
+from tal_jax.engine import model_def
 
 FORMAT = 'tal_jax.export/1'
 DEFAULT_PLATFORMS = ('cpu', 'cuda')
@@ -60,30 +62,62 @@ def export_forward(forward: Callable[[Any, jax.Array], Any], treedef: Any,
   Returns:
     jax.export.Exported taking (list of param arrays, features [b, T, D]).
   """
-  def flat_forward(param_list, features):
-    return tuple(forward(jax.tree_util.tree_unflatten(treedef, param_list),
-                         features))
+  features = model_def.ServingInput('features',
+                                    ('batch', temporal_dim, feat_dim))
+  return export_function(forward, treedef, arrays, (features,), platforms)
 
-  batch, = jax.export.symbolic_shape('batch')
+
+def export_function(forward: Callable[..., Any], treedef: Any,
+                    arrays: Sequence[np.ndarray],
+                    inputs: Sequence[model_def.ServingInput],
+                    platforms: Sequence[str] = DEFAULT_PLATFORMS):
+  """jax.export of `forward(params, *inputs)` with params as a flat list.
+
+  Args:
+    forward: (params tree, *inputs) -> an array or a tuple of outputs (None
+      entries are left out).
+    treedef, arrays: the parameter tree's structure and leaves.
+    inputs: the inputs' names, shapes (symbolic dimensions by name) and
+      dtypes.
+    platforms: lowering platforms, e.g. ('cpu', 'cuda').
+
+  Returns:
+    jax.export.Exported taking (list of param arrays, *inputs).
+  """
+  def flat_forward(param_list, *args):
+    out = forward(jax.tree_util.tree_unflatten(treedef, param_list), *args)
+    out = out if isinstance(out, (tuple, list)) else (out,)
+    return tuple(o for o in out if o is not None)
+
+  symbols = list(dict.fromkeys(d for x in inputs for d in x.shape
+                               if isinstance(d, str)))
+  dims = dict(zip(symbols, jax.export.symbolic_shape(', '.join(symbols))
+                  if symbols else ()))
   specs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in arrays]
-  features = jax.ShapeDtypeStruct((batch, temporal_dim, feat_dim), jnp.float32)
+  args = [jax.ShapeDtypeStruct(tuple(dims.get(d, d) for d in x.shape),
+                               jnp.dtype(x.dtype)) for x in inputs]
   return jax.export.export(jax.jit(flat_forward), platforms=tuple(platforms))(
-      specs, features)
+      specs, *args)
 
 
 def metadata(config, exported, names: list[str], where: str,
-             out_names: tuple[str, ...]) -> dict:
-  """metadata.json contents (`out_names`: the model's output names)."""
+             out_names: tuple[str, ...],
+             inputs: Sequence[model_def.ServingInput] | None = None) -> dict:
+  """metadata.json contents (`out_names`: the model's output names; `inputs`:
+  the exported function's, default features [batch, T, D])."""
 
   def shape(aval):
     return [d if isinstance(d, int) else str(d) for d in aval.shape]
 
+  names_in = [x.name for x in inputs] if inputs else ['features']
+  described = [{'name': n, 'shape': shape(a), 'dtype': str(a.dtype)}
+               for n, a in zip(names_in,
+                               exported.in_avals[-len(names_in):])]
   return {
       'format': FORMAT, 'model_name': config.model_name,
-      'temporal_dim': config.model.temporal_dim,
-      'feat_dim': config.model.feat_dim,
-      'input': {'name': 'features', 'shape': shape(exported.in_avals[-1]),
-                'dtype': 'float32'},
+      'temporal_dim': config.model.get('temporal_dim'),
+      'feat_dim': config.model.get('feat_dim'),
+      'input': described[0], 'inputs': described,
       'outputs': [{'name': n, 'shape': shape(a), 'dtype': str(a.dtype)}
                   for n, a in zip(out_names, exported.out_avals)],
       'param_names': names, 'platforms': list(exported.platforms),
@@ -126,21 +160,36 @@ LOADER_SOURCE = r'''"""Loads a model exported by tal_jax; needs only jax and num
     sys.path.insert(0, 'model_dir')
     import load_model
     model = load_model.load()            # this file's folder (or load(path))
-    outputs = model(features)            # features: [B, T, D] float32, any B
+    outputs = model(features)            # BMN, BSN TEM: features [B, T, D]
     outputs['confidence_map'], outputs['start'], outputs['end']   # BMN
 
-or, as a smoke test: python model_dir/load_model.py [features.npy]
+Inputs are positional in metadata['inputs'] order, or keywords by name; a
+dimension given by name there ('batch', 'proposals', 'ticks') takes any size,
+the same wherever the name recurs:
+  BMN, BSN TEM  features [batch, T, D] float32
+  BSN PEM       bsp_features [batch, proposals, 32] float32
+  SSN           tick_features [ticks, D] float32 (one video's frames, one
+                every test_interval), proposal_ticks [proposals, 4] int32,
+                scale_factors [proposals, 2] float32
+
+or, as a smoke test on zeros (or on one .npy per input):
+  python model_dir/load_model.py [input.npy ...]
 
 Files beside this one:
-  model.jax      jax.export serialised forward (StableHLO), batch size symbolic,
-                 lowered for the platforms in metadata.json (cpu, cuda)
+  model.jax      jax.export serialised forward (StableHLO), named dimensions
+                 symbolic, lowered for the platforms in metadata.json
   params.npz     parameters, passed as arguments in metadata['param_names'] order
-  metadata.json  model name, temporal_dim T, feat_dim D, input/output names and
-                 shapes, jax version, config.model and config.test (soft-NMS)
+  metadata.json  model name, input/output names and shapes, jax version,
+                 config.model and config.test (soft-NMS)
 
-Outputs are the model's raw outputs (BMN: confidence_map [B, T, T, 2], channel 0
-regression and 1 classification, cell [d, s] = proposal [s/T, (s+d+1)/T];
-start [B, T]; end [B, T]). Decoding + soft-NMS is tal_jax.localizers.bmn.postprocess.
+Outputs are the model's raw outputs, named in metadata['outputs']:
+  BMN      confidence_map [B, T, T, 2], channel 0 regression and 1
+           classification, cell [d, s] = proposal [s/T, (s+d+1)/T]; start
+           [B, T]; end [B, T]. Decoding + soft-NMS: tal_jax.localizers.bmn.
+  BSN TEM  tem_output [B, T, 3] (action, start, end), what PGM reads.
+  BSN PEM  iou_score [B, proposals], before PEM's score x soft-NMS.
+  SSN      activity [P, C + 1] (class 0 background), completeness [P, C],
+           bbox_preds [P, C, 2] (normalised) of one video's proposals.
 
 Compatibility: JAX guarantees that a serialised export keeps loading in a
 jax/jaxlib up to 6 months newer than the one that exported it (forward, in an
@@ -168,8 +217,25 @@ def _guard_xla_flags(jax_version):
     os.environ['XLA_FLAGS'] = (flags + ' ' + _YNN_OFF).strip()
 
 
+def _check_shape(spec, x, sizes):
+  """ValueError unless x fits spec['shape']; records the named sizes."""
+  want = spec['shape']
+  ok = x.ndim == len(want)
+  clash = ''
+  for d, n in zip(want, x.shape) if ok else ():
+    if isinstance(d, str):
+      if sizes.setdefault(d, n) != n:
+        ok, clash = False, f' ({d} is {sizes[d]} in an earlier input)'
+    elif d != n:
+      ok = False
+  if not ok:
+    dims = ', '.join(d[0].upper() if isinstance(d, str) else str(d)
+                     for d in want)
+    raise ValueError(f"{spec['name']} must be [{dims}], got {x.shape}{clash}")
+
+
 class ExportedModel:
-  """model(features [B, T, D]) -> {output name: numpy array}."""
+  """model(*inputs) -> {output name: numpy array}."""
 
   def __init__(self, model_dir=HERE):
     import jax  # pylint: disable=g-import-not-at-top
@@ -180,15 +246,27 @@ class ExportedModel:
       self.exported = export.deserialize(bytearray(f.read()))
     with np.load(os.path.join(model_dir, 'params.npz')) as z:
       self.params = [jax.device_put(z[n]) for n in self.metadata['param_names']]
+    self.inputs = self.metadata['inputs']
     self.output_names = [o['name'] for o in self.metadata['outputs']]
     self._call = jax.jit(self.exported.call)
 
-  def __call__(self, features):
-    features = np.asarray(features, np.float32)
-    t, d = self.metadata['temporal_dim'], self.metadata['feat_dim']
-    if features.ndim != 3 or features.shape[1:] != (t, d):
-      raise ValueError(f'features must be [B, {t}, {d}], got {features.shape}')
-    outputs = self._call(self.params, features)
+  def __call__(self, *args, **kwargs):
+    names = [x['name'] for x in self.inputs]
+    values = dict(zip(names, args))
+    if (len(args) > len(names) or set(kwargs) - set(names) or
+        set(values) & set(kwargs)):
+      raise TypeError(f'expected inputs {names}, got {len(args)} positional '
+                      f'and {sorted(kwargs)}')
+    values.update(kwargs)
+    missing = [n for n in names if n not in values]
+    if missing:
+      raise TypeError(f'missing inputs {missing} (expected {names})')
+    arrays, sizes = [], {}
+    for spec in self.inputs:
+      x = np.asarray(values[spec['name']], spec['dtype'])
+      _check_shape(spec, x, sizes)
+      arrays.append(x)
+    outputs = self._call(self.params, *arrays)
     return {n: np.asarray(o) for n, o in zip(self.output_names, outputs)}
 
 
@@ -201,12 +279,14 @@ def load(model_dir=HERE):
 
 if __name__ == '__main__':
   model = load()
-  meta = model.metadata
   if len(sys.argv) > 1:
-    x = np.load(sys.argv[1])
-    x = x[None] if x.ndim == 2 else x
+    xs = [np.load(p) for p in sys.argv[1:]]
+    xs = [x[None] if (x.ndim + 1 == len(s['shape']) and
+                      s['shape'][0] == 'batch') else x
+          for x, s in zip(xs, model.inputs)]
   else:
-    x = np.zeros((2, meta['temporal_dim'], meta['feat_dim']), np.float32)
-  for name, value in model(x).items():
+    xs = [np.zeros([2 if isinstance(d, str) else d for d in s['shape']],
+                   s['dtype']) for s in model.inputs]
+  for name, value in model(*xs).items():
     print(name, value.shape, value.dtype)
 '''

@@ -29,6 +29,19 @@ def add_args(p: argparse.ArgumentParser) -> None:
   p.add_argument('--feature-dir', default=None,
                  help='with --video: where the video features go (default '
                  '<workdir>/video_features)')
+  p.add_argument('--skip-unreadable', action='store_true',
+                 help='with --video: infer on the readable videos of a '
+                 'folder or list and leave out the unreadable ones (by '
+                 'default one unreadable video stops the run, exit 2)')
+
+
+def unreadable_message(failed: dict, total: int, feature_dir: str) -> str:
+  """The one line of a run stopped by unreadable videos."""
+  names = [os.path.basename(v) for v in failed]
+  shown = ', '.join(names[:3]) + (', ...' if len(names) > 3 else '')
+  return (f'{len(failed)} of {total} videos could not be read ({shown}); '
+          f'the features of the others are kept in {feature_dir}: fix or '
+          'remove those videos, or pass --skip-unreadable')
 
 
 def video_record(path: str, num_frames: int | None = None) -> dict:
@@ -63,6 +76,9 @@ def features_from_videos(args) -> None:
   done = {**report.written, **report.skipped}
   if not done:
     raise errors.TalError(f'--video {args.video}: no video could be read')
+  if report.failed and not args.skip_unreadable:
+    raise errors.TalError(unreadable_message(report.failed, len(videos),
+                                             feature_dir))
   records = {extract.feature_name(v): video_record(v) for v in done}
   ann_file = os.path.join(feature_dir, 'videos.json')
   errors.write_json(ann_file, records, indent=1)

@@ -18,6 +18,8 @@ in sliding windows; presets '', tsn, i3d, tiny; real data: --feature_dir and
 --ann_file_train = OpenTAD's thumos_14_anno.json, read for every split), and
 PEM's test writes proposals.json, results.json (UntrimmedNet labels) and
 metrics.json (AR@50..AR@1000, mAP@0.3..0.7).
+With --tem_dir, step 1 is skipped and PGM reads that folder: tal_jax's
+tem_results.npz or MMAction2's TEM output CSVs (tem_results/<video>.csv).
 Each step is the documented single command (see README), so a stopped chain can
 be resumed step by step; re-running this command resumes training stages from
 their latest checkpoints.
@@ -34,6 +36,7 @@ from tal_jax import localizers
 from tal_jax.engine import loop
 from tal_jax.engine import predict
 from tal_jax.engine import runlog
+from tal_jax.engine import workdir_lock
 from tal_jax.tools import bsn_proposal_generation
 
 
@@ -60,14 +63,24 @@ def stage_config(name: str, preset: str, args) -> object:
 
 def run_pipeline(args) -> dict[str, float]:
   """Runs the six steps; returns PEM's test metrics."""
-  tem_dir = os.path.join(args.workdir, 'tem')
+  given_tem = getattr(args, 'tem_dir', '')
+  tem_dir = given_tem or os.path.join(args.workdir, 'tem')
   pgm_dir = os.path.join(args.workdir, 'pgm')
   pem_dir = os.path.join(args.workdir, 'pem')
-  tem = stage_config('tem', args.preset, args)
-  config_utils.check_workdir(tem_dir)
-  config_utils.save_config(tem, tem_dir)
-  loop.train_and_evaluate(localizers.get(tem), tem, tem_dir, args.quiet)
-  predict.run_test(localizers.get(tem), tem, tem_dir, args.quiet)
+  config_utils.check_workdir(args.workdir)
+  tem = None
+  if not given_tem:
+    tem = stage_config('tem', args.preset, args)
+    config_utils.check_workdir(tem_dir)
+    config_utils.check_config(tem)
+  with workdir_lock.hold(args.workdir):
+    return _run_stages(args, tem, tem_dir, pgm_dir, pem_dir)
+
+
+def _run_stages(args, tem, tem_dir, pgm_dir, pem_dir) -> dict[str, float]:
+  if tem is not None:  # else --tem_dir: TEM results given
+    loop.train_and_evaluate(localizers.get(tem), tem, tem_dir, args.quiet)
+    predict.run_test(localizers.get(tem), tem, tem_dir, args.quiet)
   pgm = stage_config('pgm', args.preset, args)
   for mode in ('train', 'test'):
     bsn_proposal_generation.generate(pgm, tem_dir, pgm_dir, mode,
@@ -75,7 +88,7 @@ def run_pipeline(args) -> dict[str, float]:
   pem = stage_config('pem', args.preset, args)
   pem.data.pgm_dir = pgm_dir
   config_utils.check_workdir(pem_dir)
-  config_utils.save_config(pem, pem_dir)
+  config_utils.check_config(pem)
   loop.train_and_evaluate(localizers.get(pem), pem, pem_dir, args.quiet)
   return predict.run_test(localizers.get(pem), pem, pem_dir, args.quiet)
 
@@ -97,6 +110,9 @@ def main(argv=None) -> None:
   parser.add_argument('--ann_file_val', default='')
   parser.add_argument('--ann_file_full', default='',
                       help='every video (TEM --mode=test), as MMAction2')
+  parser.add_argument('--tem_dir', default='',
+                      help='skip step 1: PGM reads these TEM results '
+                      "(tal_jax's tem_results.npz or MMAction2's TEM CSVs)")
   parser.add_argument('--quiet', action='store_true')
   args = parser.parse_args(argv)
   if args.dataset == 'thumos14':

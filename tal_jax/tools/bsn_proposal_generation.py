@@ -1,15 +1,19 @@
 r"""BSN's PGM stage: candidate proposals and BSP features from TEM results.
 
   python -m tal_jax.tools.bsn_proposal_generation --config=configs/bsn_pgm.py \
-      --tem-dir=work_dirs/bsn/tem --out-dir=work_dirs/bsn/pgm --mode=train
+      --tem_dir=work_dirs/bsn/tem --out_dir=work_dirs/bsn/pgm --mode=train
   python -m tal_jax.tools.bsn_proposal_generation --config=configs/bsn_pgm.py \
-      --tem-dir=work_dirs/bsn/tem --out-dir=work_dirs/bsn/pgm --mode=test
+      --tem_dir=work_dirs/bsn/tem --out_dir=work_dirs/bsn/pgm --mode=test
 
 As MMAction2's tools/misc/bsn_proposal_generation.py: train mode processes the
 videos of config.data.ann_file_train (top 500 BSP features), test mode those of
-ann_file_val (top 1000); videos without annotations are skipped. Writes
-<out-dir>/pgm_<mode>.npz; --mmaction2-files also writes MMAction2's
-pgm_proposals/<video>.csv and pgm_features/<video>.npy under <out-dir>.
+ann_file_val (top 1000); videos without annotations are skipped. --tem_dir
+holds tal_jax's tem_results.npz or, without one, MMAction2's TEM output CSVs
+(<video>.csv, in the folder itself or in its tem_results/). Writes
+<out_dir>/pgm_<mode>.npz; --mmaction2_files also writes MMAction2's
+pgm_proposals/<video>.csv and pgm_features/<video>.npy under <out_dir>, which
+PEM reads as well as the npz. The dashed spellings (--tem-dir, --out-dir,
+--mmaction2-files) work too.
 """
 
 import os
@@ -32,7 +36,8 @@ from tal_jax.data import thumos14_windows
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'configs/bsn_pgm.py[:preset]',
                                 lock_config=True)
-flags.DEFINE_string('tem_dir', None, 'TEM workdir holding tem_results.npz.')
+flags.DEFINE_string('tem_dir', None, 'TEM workdir holding tem_results.npz, '
+                    "or a folder of MMAction2's TEM CSVs <video>.csv.")
 flags.DEFINE_string('out_dir', None, 'Where pgm_<mode>.npz is written.')
 flags.DEFINE_enum('mode', 'test', ['train', 'test'], 'train or test split.')
 flags.DEFINE_bool('mmaction2_files', False, "Also write MMAction2's "
@@ -52,7 +57,7 @@ def generate(config, tem_dir: str, out_dir: str, mode: str,
   else:
     paths = pipeline.annotation_paths(config)
     records = activitynet.load_annotations(paths[f'ann_file_{split}'])
-  tem = bsn.load_tem_results(os.path.join(tem_dir, bsn.TEM_RESULTS))
+  tem = bsn.load_tem_dir(tem_dir, bsn.pgm_names(records, windowed))
   top_k = config.pgm.train_top_k if mode == 'train' else config.pgm.test_top_k
   out = os.path.join(out_dir, f'pgm_{mode}.npz')
   start = time.time()
@@ -74,8 +79,23 @@ def run(argv) -> None:
            FLAGS.mmaction2_files, FLAGS.quiet)
 
 
+DASHED = ('tem-dir', 'out-dir', 'mmaction2-files', 'nommaction2-files')
+
+
+def underscore_flags(argv: list[str]) -> list[str]:
+  """argv with the dashed spellings of this tool's flags (--tem-dir=...)
+  written as absl defines them (--tem_dir=...)."""
+  out = []
+  for a in argv:
+    name = a[2:].split('=', 1)[0] if a.startswith('--') else ''
+    if name in DASHED:
+      a = '--' + name.replace('-', '_') + a[2 + len(name):]
+    out.append(a)
+  return out
+
+
 def main() -> None:
-  argv = config_utils.explain_config_errors(sys.argv)
+  argv = config_utils.explain_config_errors(underscore_flags(sys.argv))
   app.run(lambda a: errors.run_cli(lambda: run(a)), argv=argv)
 
 

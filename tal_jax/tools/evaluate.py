@@ -100,6 +100,11 @@ def main(argv=None):
   args = parser.parse_args(argv)
   if not args.proposals and not args.detections:
     raise errors.TalError('give --proposals and/or --detections')
+  if args.max_avg_proposals < 1:
+    raise errors.TalError(f'--max-avg-proposals must be >= 1, got '
+                          f'{args.max_avg_proposals}')
+  if args.out:
+    errors.check_writable(args.out, '--out')
   gt = load_gt(args)
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter('always')

@@ -4,10 +4,13 @@ r"""Exports a trained model for serving without tal_jax (jax.export).
   python -c "import sys; sys.path.insert(0, 'bmn_export'); import load_model; \
       print(load_model.load()(__import__('numpy').zeros((1, 100, 400))).keys())"
 
-The model folder (see tal_jax/engine/serving.py) holds model.jax (the jitted
-forward, features [B, T, D] -> raw outputs, batch size symbolic, lowered for
-cpu and cuda), params.npz, metadata.json and load_model.py, a loader that
-needs only jax and numpy. The config is the workdir's config.json (saved by
+Every localizer exports: BMN and BSN TEM (features [B, T, D] -> raw outputs),
+BSN PEM (BSP features [B, N, 32] -> IoU scores) and SSN in feature mode (one
+video's tick features, proposal ticks and scale factors -> head scores); each
+model's `serving` (localizers/*/serving.py, bmn/convert.py) names them. The
+model folder (see tal_jax/engine/serving.py) holds model.jax (the jitted
+forward, named dimensions symbolic, lowered for cpu and cuda), params.npz,
+metadata.json and load_model.py, a loader that needs only jax and numpy. The config is the workdir's config.json (saved by
 training) unless --config is given (e.g. for an imported checkpoint). The
 checkpoint is the workdir's best (or --checkpoint DIR/checkpoints/STEP).
 
@@ -100,17 +103,19 @@ def main(argv=None) -> str:
   args = parser.parse_args(argv)
   config, model_def, predictor, variables, where = load_model(args)
   spec = serving_of(config, model_def)
+  inputs = spec.input_specs(config)
   names, arrays, treedef = serving.flatten_params(variables['params'])
-  forward = functools.partial(model_def.forward, predictor.module,
-                              config=config)
-  exported = serving.export_forward(
-      forward, treedef, arrays, config.model.temporal_dim,
-      config.model.feat_dim, [p for p in args.platforms.split(',') if p])
-  meta = serving.metadata(config, exported, names, where, spec.output_names)
+  forward = functools.partial(spec.forward or model_def.forward,
+                              predictor.module, config=config)
+  exported = serving.export_function(
+      forward, treedef, arrays, inputs,
+      [p for p in args.platforms.split(',') if p])
+  meta = serving.metadata(config, exported, names, where, spec.output_names,
+                          inputs)
   serving.write_model_dir(args.out, exported, names, arrays, meta)
-  print(f'exported {where} ({config.model_name}, T={meta["temporal_dim"]}, '
-        f'D={meta["feat_dim"]}, platforms {",".join(exported.platforms)}) '
-        f'to {os.path.abspath(args.out)}')
+  shapes = ', '.join(f'{x["name"]} {x["shape"]}' for x in meta['inputs'])
+  print(f'exported {where} ({config.model_name}: {shapes}; platforms '
+        f'{",".join(exported.platforms)}) to {os.path.abspath(args.out)}')
   return args.out
 
 

@@ -85,7 +85,8 @@ def _workdir_backbone(args):
                           f'(model {config.model_name}, data.mode '
                           f"{config.data.get('mode')})")
   predictor = predict.Predictor(localizers.get(config), config)
-  variables, _ = predict.restore_variables(predictor, config, workdir)
+  variables, where = predict.restore_variables(predictor, config, workdir)
+  print(f'restored {where}')
   return functools.partial(ssn_frames.pooled_features, predictor.module,
                            variables), config
 

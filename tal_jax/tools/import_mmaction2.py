@@ -18,6 +18,11 @@ Usage:
       --config configs/ssn.py --set data.mode=frames --set model.feat_dim=2048 \
       --workdir work_dirs/ssn_imported
 
+A workdir that already holds checkpoints is refused (test, infer, export and
+resume would keep restoring its trained steps, never the import); `--force`
+moves its `checkpoints/` folder to `checkpoints.before-import` (nothing is
+deleted), so the import is the only step every later command restores.
+
 The config's model widths must match the checkpoint; `--set model.feat_dim=2048`
 (repeatable) changes config fields before the check.
 """
@@ -77,6 +82,10 @@ def main(argv=None):
                       help="config file[:preset], e.g. configs/bmn.py")
   parser.add_argument('--workdir', required=True,
                       help='where the imported parameters are saved')
+  parser.add_argument('--force', action='store_true',
+                      help='the workdir already holds checkpoints: move them '
+                      'to checkpoints.before-import so the import is the '
+                      'step every later command restores')
   parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                       help='override a config field, e.g. model.feat_dim=2048')
   args = parser.parse_args(argv)
@@ -84,6 +93,9 @@ def main(argv=None):
   _apply_overrides(config, args.set)
   print(f'reading {args.checkpoint}')
   variables = dict(load_checkpoint(args.checkpoint, config))
+  moved = checkpointing.clear_for_import(args.workdir, args.force)
+  if moved:
+    print(f'--force: moved the existing checkpoints to {moved}')
   params = variables.pop('params')
   path = checkpointing.save_params(args.workdir, params, config,
                                    model_state=variables)

@@ -72,6 +72,37 @@ def _known(name: str, records: dict) -> bool:
   return name in records or name[2:] in records
 
 
+def check_args(args) -> None:
+  """TalError naming a numeric flag out of range or an unwritable output."""
+  for flag, value, low in (('--duration-second', args.duration_second, 0),
+                           ('--fps', args.fps, 0)):
+    if value is not None and not (value > low and np.isfinite(value)):
+      raise errors.TalError(f'{flag} must be > {low}, got {value}')
+  for flag, value in (('--top', args.top), ('--batch-size', args.batch_size)):
+    if value is not None and value < 1:
+      raise errors.TalError(f'{flag} must be >= 1, got {value}')
+  errors.check_writable(args.out, '--out')
+  if args.plot:
+    errors.check_writable(args.plot, '--plot')
+
+
+def files_of_listed_videos(files: list[str], records: dict, features: str,
+                           ann_file: str) -> list[str]:
+  """The folder's feature files of the videos `ann_file` lists; TalError
+  naming the listed videos that have none (never a silent drop)."""
+  by_name = {}
+  for f in files:
+    by_name.setdefault(video_name(f), f)
+  missing = [n for n in records
+             if n not in by_name and 'v_' + n not in by_name]
+  if missing:
+    shown = ', '.join(missing[:5]) + (', ...' if len(missing) > 5 else '')
+    raise errors.TalError(
+        f'{features}: no feature file (.csv or .npy) for {len(missing)} of '
+        f'the {len(records)} videos {ann_file} lists: {shown}')
+  return [f for f in files if _known(video_name(f), records)]
+
+
 def video_record(name: str, length: int, args, records: dict) -> dict:
   """duration_second, duration_frame and annotations of one video."""
   if records:
@@ -222,21 +253,21 @@ def _read_all(files, args, records, config):
 
 def main(argv=None) -> dict[str, np.ndarray]:
   args = _parser().parse_args(argv)
-  if args.duration_second is not None and not args.duration_second > 0:
-    raise errors.TalError(f'--duration-second must be > 0, got '
-                          f'{args.duration_second}')
+  check_args(args)
   if args.features is None:
     for_infer.features_from_videos(args)
   files = list_feature_files(args.features)
-  config, model_def, predictor, variables, where = export_tool.load_model(args)
-  serving = export_tool.serving_of(config, model_def)
   records = (activitynet.load_annotations(args.ann_file)
              if args.ann_file else {})
-  if records and len(files) > 1:
-    files = [f for f in files if _known(video_name(f), records)]
-    if not files:
-      raise errors.TalError(f'{args.features}: no feature file of a video in '
-                            f'{args.ann_file}')
+  if records and os.path.isdir(args.features):
+    files = files_of_listed_videos(files, records, args.features,
+                                   args.ann_file)
+  config, model_def, predictor, variables, where = export_tool.load_model(args)
+  serving = export_tool.serving_of(config, model_def)
+  if serving.decode is None:
+    raise errors.TalError(f"model '{config.model_name}' gives no proposals on "
+                          'its own; tools.infer serves bmn (export the others '
+                          'with tal_jax.tools.export)')
   if thumos14_windows.is_windowed(config):
     proposals = {video_name(f): infer_windows(f, args, config, predictor,
                                               variables['params'], serving)

@@ -11,6 +11,7 @@ timeline: the video's ground-truth segments and its top proposals by score.
 """
 
 import argparse
+import warnings
 
 import matplotlib
 
@@ -118,7 +119,14 @@ def main(argv=None):
       p.add_argument('--top', type=int, default=10,
                      help='proposals to draw')
   args = parser.parse_args(argv)
-  (_ar_an if args.kind == 'ar-an' else _timeline)(args)
+  if getattr(args, 'top', 1) < 1:
+    raise errors.TalError(f'--top must be >= 1, got {args.top}')
+  errors.check_writable(args.out, '--out')
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    (_ar_an if args.kind == 'ar-an' else _timeline)(args)
+  for w in caught:
+    print(f'warning: {w.message}')
   print(f'wrote {args.out}')
   return args.out
 

@@ -11,6 +11,10 @@
   PEM (configs/bsn_pem.py): trained by tal_jax.main on pgm_train.npz,
       evaluated (AR@AN) and tested on pgm_test.npz.
 
+Each stage also reads MMAction2's files, recognised by the folder's content
+(`load_tem_dir`: tem_results/<video>.csv; `load_pgm_dir`: pgm_proposals/
+<video>.csv + pgm_features/<video>.npy), so stages mix with MMAction2's.
+
 File formats (ours; MMAction2's are written beside them when asked):
   tem_results.npz: names [N] str, tem_output [N, T, 3] float32.
   pgm_<mode>.npz: names [N] str, offsets [N + 1] int64, proposals [sum P, 7]
@@ -40,6 +44,8 @@ from tal_jax.ops import segments
 from tal_jax.localizers.bsn import pgm
 from tal_jax.localizers.bsn import convert as bsn_convert
 from tal_jax.localizers.bsn import model as bsn_models
+from tal_jax import results_io
+from tal_jax.localizers.bsn import serving as bsn_serving
 
 TEM_RESULTS = 'tem_results.npz'
 # Videos per PGM call (bounds memory; one progress-bar tick each).
@@ -135,8 +141,50 @@ def load_tem_results(path: str) -> dict[str, np.ndarray]:
   if not os.path.isfile(path):
     raise errors.TalError(f'TEM results not found: {path} (run tal_jax.main '
                           'with configs/bsn_tem.py --mode=test first)')
-  with np.load(path) as f:
-    return dict(zip(f['names'].tolist(), f['tem_output']))
+  f = results_io.read_npz(path, {'names': ('N',), 'tem_output': ('N', 'T', 3)},
+                          'tal_jax.main --mode=test with configs/bsn_tem.py')
+  return dict(zip(f['names'].tolist(), f['tem_output']))
+
+
+def load_tem_dir(tem_dir: str, names) -> dict[str, np.ndarray]:
+  """TEM results of a folder, whichever tool wrote them.
+
+  Detected by the folder's content: <tem_dir>/tem_results.npz (tal_jax's TEM
+  --mode=test) -> {name: [T, 3] float32} of every video it holds; else
+  MMAction2's per-video CSVs (its TEM test's tem_results/<video>.csv: in
+  <tem_dir> itself or in <tem_dir>/tem_results) -> {name: [T, 5] float32}
+  (action, start, end, tmin, tmax, read as MMAction2 reads them) for each of
+  `names`. TalError naming the folder when it holds neither, naming the video
+  when a CSV of `names` is missing or its T differs from the others'.
+  """
+  npz = os.path.join(tem_dir, TEM_RESULTS)
+  if os.path.isfile(npz):
+    return load_tem_results(npz)
+  csv_dir = _csv_folder(tem_dir)
+  if not csv_dir:
+    raise errors.TalError(
+        f'{tem_dir}: no TEM results (neither {TEM_RESULTS} nor MMAction2 '
+        'TEM CSVs <video>.csv; run TEM --mode=test first)')
+  out = {}
+  for name in names:
+    path = bsn_io.video_path(csv_dir, name, '.csv')
+    if not os.path.isfile(path):
+      raise errors.TalError(f'video {name}: no TEM result {path}')
+    out[name] = bsn_io.read_tem_result(path)
+    first = next(iter(out.values()))
+    if out[name].shape != first.shape:
+      raise errors.TalError(f'video {name}: {path} has {len(out[name])} rows, '
+                            f'other videos {len(first)}')
+  return out
+
+
+def _csv_folder(tem_dir: str) -> str:
+  """<tem_dir> or <tem_dir>/tem_results, whichever holds *.csv files; ''."""
+  for folder in (tem_dir, os.path.join(tem_dir, 'tem_results')):
+    if os.path.isdir(folder) and any(
+        f.endswith('.csv') for f in os.listdir(folder)):
+      return folder
+  return ''
 
 
 # ----------------------------------------------------------------------- PGM
@@ -149,12 +197,14 @@ def run_pgm(tem_results: dict[str, np.ndarray], records: dict[str, Any],
   """PGM for the videos of `records` that have annotations (as MMAction2;
   every video with keep_unannotated: THUMOS14 test windows).
 
+  `tem_results`: {name: [T, 3] TEM outputs or [T, 5] TEM CSV rows}
+  (`load_tem_dir`).
+
   Writes `out_path` (pgm_<mode>.npz); with `mmaction2_dir`, also
   <dir>/pgm_proposals/*.csv and <dir>/pgm_features/*.npy. Returns the number
   of videos processed. `progress` shows a bar over chunks of videos.
   """
-  names = sorted(n for n, r in records.items()
-                 if r['annotations'] or keep_unannotated)
+  names = pgm_names(records, keep_unannotated)
   missing = [n for n in names if n not in tem_results]
   if missing:
     raise errors.TalError(f'video {missing[0]}: no TEM result ({len(missing)} '
@@ -190,6 +240,14 @@ def run_pgm(tem_results: dict[str, np.ndarray], records: dict[str, Any],
   return len(names)
 
 
+def pgm_names(records: dict[str, Any],
+              keep_unannotated: bool = False) -> list[str]:
+  """The videos PGM processes: those with annotations (every one with
+  keep_unannotated), sorted."""
+  return sorted(n for n, r in records.items()
+                if r['annotations'] or keep_unannotated)
+
+
 def _offsets(arrays) -> np.ndarray:
   return np.concatenate([[0], np.cumsum([len(a) for a in arrays])]).astype(
       np.int64)
@@ -205,16 +263,59 @@ def _save_pgm(path, names, proposals, features) -> None:
                feature_offsets=_offsets(features), bsp_features=flat_f)
 
 
+PGM_SHAPES = {'names': ('N',), 'offsets': ('M',), 'proposals': ('P', 7),
+              'feature_offsets': ('M',), 'bsp_features': ('K', 'D')}
+
+
 def load_pgm(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """{name: (proposals [P, 7] float64, bsp_features [K, 32] float64)}."""
   if not os.path.isfile(path):
     raise errors.TalError(f'PGM results not found: {path} (run '
                           'tal_jax.tools.bsn_proposal_generation first)')
-  with np.load(path) as f:
-    off, foff = f['offsets'], f['feature_offsets']
-    props, feats = f['proposals'], f['bsp_features']
-    return {n: (props[off[i]:off[i + 1]], feats[foff[i]:foff[i + 1]])
-            for i, n in enumerate(f['names'].tolist())}
+  f = results_io.read_npz(path, PGM_SHAPES,
+                          'tal_jax.tools.bsn_proposal_generation')
+  off, foff = f['offsets'], f['feature_offsets']
+  props, feats = f['proposals'], f['bsp_features']
+  return {n: (props[off[i]:off[i + 1]], feats[foff[i]:foff[i + 1]])
+          for i, n in enumerate(f['names'].tolist())}
+
+
+def load_pgm_dir(pgm_dir: str, mode: str, names, top_k: int
+                 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """PGM results of a folder, whichever tool wrote them.
+
+  Detected by the folder's content: <pgm_dir>/pgm_<mode>.npz (tal_jax) ->
+  `load_pgm` (float64); else MMAction2's <pgm_dir>/pgm_proposals/<video>.csv
+  + pgm_features/<video>.npy -> {name: (proposals [P, 7], features [K, 32])}
+  float32 as MMAction2's `LoadProposals` reads them, for the videos of
+  `names` that have a proposal file (a video without gets none, as from the
+  npz). TalError naming the folder when it holds neither, naming the video
+  when its features are missing or fewer than min(P, top_k).
+  """
+  npz = os.path.join(pgm_dir, f'pgm_{mode}.npz')
+  if os.path.isfile(npz):
+    return load_pgm(npz)
+  prop_dir = os.path.join(pgm_dir, 'pgm_proposals')
+  feat_dir = os.path.join(pgm_dir, 'pgm_features')
+  if not (os.path.isdir(prop_dir) and
+          any(f.endswith('.csv') for f in os.listdir(prop_dir))):
+    raise errors.TalError(
+        f'{pgm_dir}: no PGM results (neither pgm_{mode}.npz nor MMAction2\'s '
+        'pgm_proposals/<video>.csv; run tal_jax.tools.bsn_proposal_generation '
+        f'--mode={mode} first)')
+  out = {}
+  for name in names:
+    path = bsn_io.video_path(prop_dir, name, '.csv')
+    if not os.path.isfile(path):
+      continue
+    props = bsn_io.read_pgm_proposals(path)
+    feats = bsn_io.read_bsp_feature(bsn_io.video_path(feat_dir, name, '.npy'))
+    if len(feats) < min(len(props), top_k):
+      raise errors.TalError(
+          f'video {name}: {len(feats)} BSP features for {len(props)} '
+          f'proposals, PEM needs {min(len(props), top_k)} (top_k {top_k})')
+    out[name] = (props, feats)
+  return out
 
 
 # ----------------------------------------------------------------------- PEM
@@ -229,11 +330,12 @@ def _pgm_file(config, mode: str) -> str:
 
 
 def _pem_rows(videos, config, mode: str, top_k: int):
-  table = load_pgm(_pgm_file(config, mode))
+  pgm_dir = os.path.dirname(_pgm_file(config, mode))
+  table = load_pgm_dir(pgm_dir, mode, videos.names, top_k)
   names = [n for n in videos.names if n in table]
   if not names:
-    raise errors.TalError(f'{_pgm_file(config, mode)} has none of the '
-                          f'{len(videos)} videos of the split')
+    raise errors.TalError(f'{pgm_dir} has PGM results for none of the '
+                          f'{len(videos)} videos of the {mode} split')
   props = [table[n][0] for n in names]
   feats = [table[n][1] for n in names]
   feature, iou, valid = bsn_targets.pem_targets(props, feats, top_k)
@@ -298,7 +400,8 @@ TEM_DEFINITION = model_def.ModelDef(
     build=bsn_models.tem_from_config, init_inputs=bsn_models.tem_inputs,
     train_arrays=tem_train_arrays, eval_arrays=model_def.feature_arrays,
     loss=tem_loss_fn, forward=model_def.apply_forward, decode=tem_decode,
-    test=tem_test, import_state_dict=bsn_convert.import_state_dict)
+    test=tem_test, import_state_dict=bsn_convert.import_state_dict,
+    serving=bsn_serving.TEM_SERVING)
 
 def pem_test(predictor, variables, videos, workdir, quiet=False):
   """--mode=test of PEM: THUMOS14 windows merged per video (proposals,
@@ -314,4 +417,5 @@ PEM_DEFINITION = model_def.ModelDef(
     train_arrays=pem_train_arrays, eval_arrays=pem_eval_arrays,
     loss=pem_loss_fn, forward=model_def.apply_forward, decode=pem_decode,
     uses_features=False, to_seconds=pgm.to_seconds, test=pem_test,
-    import_state_dict=bsn_convert.import_state_dict)
+    import_state_dict=bsn_convert.import_state_dict,
+    serving=bsn_serving.PEM_SERVING)

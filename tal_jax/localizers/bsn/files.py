@@ -60,7 +60,9 @@ def _read_csv(path: str, header: str) -> np.ndarray:
     raise TalError(f'{path}: expected rows of {ncol} values, got shape '
                    f'{rows.shape}')
   if not np.all(np.isfinite(rows)):
-    raise TalError(f'{path}: non-finite values')
+    row, col = (int(i) for i in np.argwhere(~np.isfinite(rows))[0])
+    raise TalError(f'{path}: {rows[row, col]} value in column '
+                   f'{header.split(",")[col]!r} of line {row + 2}')
   return rows
 
 
@@ -121,6 +123,9 @@ def read_bsp_feature(path: str, top_k: int | None = None) -> np.ndarray:
   if feature.ndim != 2 or not np.issubdtype(feature.dtype, np.floating):
     raise TalError(f'{path}: expected a 2-d float array, got '
                    f'{feature.dtype} {feature.shape}')
+  if not np.all(np.isfinite(feature)):
+    row = int(np.argwhere(~np.isfinite(feature))[0, 0])
+    raise TalError(f'{path}: NaN or inf in BSP feature row {row} (0-based)')
   feature = feature.astype(np.float32)
   return feature[:top_k] if top_k is not None else feature
 

@@ -267,7 +267,8 @@ def proposal_generation(tem_output, gt_segments: Sequence[np.ndarray],
   """The whole PGM stage in memory, with MMAction2's float32 CSV round trips.
 
   Args:
-    tem_output: [N, T, 3] float32 TEM outputs.
+    tem_output: [N, T, 3] float32 TEM outputs, or [N, T, 5] TEM result rows
+      (MMAction2's CSVs as read back, anchors included) used as they are.
     gt_segments: N arrays [G_i, 2] (`pgm_gt_segments`).
     top_k: BSP features per video (test 1000, train 500).
     peak_threshold, **kwargs: as `generate_candidate_proposals` and
@@ -277,7 +278,9 @@ def proposal_generation(tem_output, gt_segments: Sequence[np.ndarray],
     (proposals: N arrays [P_i, 7] float64 as MMAction2 writes them,
      bsp_features: N arrays [min(P_i, top_k), 32] float64 as it saves them).
   """
-  table = tem_result_table(tem_output)
+  tem_output = np.asarray(tem_output, np.float32)
+  table = (tem_output if tem_output.shape[-1] == 5 else
+           tem_result_table(tem_output))
   proposals = generate_candidate_proposals(table, gt_segments, peak_threshold)
   return proposals, generate_bsp_feature(table, proposals, top_k, **kwargs)
 

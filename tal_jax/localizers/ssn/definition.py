@@ -43,6 +43,7 @@ from tal_jax.localizers.ssn import targets as ssn_targets
 from tal_jax.data import thumos14
 from tal_jax.localizers.ssn import convert as ssn_convert
 from tal_jax.localizers.ssn import model as ssn_models
+from tal_jax.localizers.ssn import serving as ssn_serving
 
 
 def _counts(config):
@@ -257,4 +258,5 @@ DEFINITION = model_def.ModelDef(
     uses_features=False, epoch_arrays=epoch_arrays,
     param_labels=ssn_frames.param_labels,
     load_pretrained=ssn_frames.load_pretrained, predict=predict, test=test,
-    import_state_dict=ssn_convert.import_state_dict)
+    import_state_dict=ssn_convert.import_state_dict,
+    serving=ssn_serving.SERVING)
