@@ -330,6 +330,17 @@ def load_split(config, split: str, progress: bool = False):
       [video_record(v, config.data.frame_rate) for v in videos])
 
 
+def open_feature_file(name: str, path: str) -> np.ndarray:
+  """Video `name`'s .npy features, memory-mapped; TalError naming the video
+  and the file when it is missing or unreadable."""
+  if not os.path.isfile(path):
+    raise errors.TalError(f'video {name}: feature file {path} not found')
+  try:
+    return np.load(path, mmap_mode='r')
+  except (ValueError, OSError) as e:
+    raise errors.TalError(f'video {name}: cannot read {path} ({e})') from None
+
+
 def load_frame_features(config, videos) -> list[np.ndarray]:
   """Per-frame features of a split: per video [num_frames, D], memory-mapped.
 
@@ -344,13 +355,7 @@ def load_frame_features(config, videos) -> list[np.ndarray]:
   arrays = []
   for name, rec in zip(videos.names, videos.records):
     path = os.path.join(feature_dir, name + '.npy')
-    if not os.path.isfile(path):
-      raise errors.TalError(f'video {name}: feature file {path} not found')
-    try:
-      a = np.load(path, mmap_mode='r')
-    except (ValueError, OSError) as e:
-      raise errors.TalError(f'video {name}: cannot read {path} ({e})'
-                            ) from None
+    a = open_feature_file(name, path)
     n = rec['duration_frame']
     if (a.ndim != 2 or a.shape[1] != d or a.shape[0] < n or
         a.dtype.kind != 'f'):

@@ -288,13 +288,7 @@ def file_features(config):
 
   def features(name):
     path = os.path.join(os.path.expanduser(d.feature_dir), name + '.npy')
-    if not os.path.isfile(path):
-      raise errors.TalError(f'video {name}: feature file {path} not found')
-    try:
-      a = np.load(path, mmap_mode='r')
-    except (ValueError, OSError) as e:
-      raise errors.TalError(f'video {name}: cannot read {path} ({e})'
-                            ) from None
+    a = thumos14.open_feature_file(name, path)
     if a.ndim != 2 or a.shape[1] != config.model.feat_dim:
       raise errors.TalError(f'video {name}: {path} is {a.shape}, expected '
                             f'[rows, {config.model.feat_dim}]')
