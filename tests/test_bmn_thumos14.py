@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -119,3 +121,36 @@ def test_infer_cuts_a_long_video_into_windows(tested, tmp_path):
   assert rows[:, 1].max() > 10
   with open(out) as f:
     assert len(json.load(f)['results']['video_test_0000004']) == len(rows)
+
+
+def test_two_devices_from_the_cli_equal_one_device(tested, tmp_path):
+  """The window configs train and test data-parallel: the CLI on 2 simulated
+  devices gives the 1-device run's metrics and detections (float32
+  reduction order aside)."""
+  config, workdir, metrics = tested
+  two = str(tmp_path / 'two')
+  env = {**os.environ,
+         'XLA_FLAGS': '--xla_force_host_platform_device_count=2',
+         'JAX_PLATFORMS': 'cpu',
+         'PYTHONPATH': os.pathsep.join(
+             [ROOT] + [p for p in [os.environ.get('PYTHONPATH')] if p])}
+  for mode in ('train', 'test'):
+    r = subprocess.run(
+        [sys.executable, '-m', 'tal_jax.main',
+         '--config=configs/bmn_thumos14.py:tiny', f'--workdir={two}',
+         f'--mode={mode}', f'--config.data.cache_dir={config.data.cache_dir}'],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'devices=2 x cpu' in r.stdout and 'mesh=data:2' in r.stdout
+  with open(os.path.join(two, 'metrics.json')) as f:
+    assert json.load(f) == pytest.approx(metrics, abs=1e-4)
+  results = []
+  for w in (workdir, two):
+    with open(os.path.join(w, 'results.json')) as f:
+      results.append(json.load(f)['results'])
+  assert set(results[0]) == set(results[1])
+  for video, items in results[0].items():
+    top = lambda rows: np.array([r['segment'] + [r['score']]
+                                 for r in rows[:10]])
+    np.testing.assert_allclose(top(results[1][video]), top(items),
+                               rtol=1e-4, atol=1e-4)
