@@ -10,7 +10,7 @@ r"""The whole BSN chain in one command: TEM -> PGM -> PEM, train and test.
 Runs, with configs/bsn_{tem,pgm,pem}.py:
   1. TEM training in <workdir>/tem, then TEM --mode=test over every video
      (tem_results.npz);
-  2. PGM in train and test mode into <workdir>/pgm;
+  2. PGM in train and test mode into <workdir>/pgm (and its config.json);
   3. PEM training in <workdir>/pem, then PEM --mode=test: <workdir>/pem/
      results.json and metrics.json (AR@AN, AUC).
 --dataset=thumos14 runs configs/bsn_{tem,pgm,pem}_thumos14.py instead (THUMOS14
@@ -82,6 +82,8 @@ def _run_stages(args, tem, tem_dir, pgm_dir, pem_dir) -> dict[str, float]:
     loop.train_and_evaluate(localizers.get(tem), tem, tem_dir, args.quiet)
     predict.run_test(localizers.get(tem), tem, tem_dir, args.quiet)
   pgm = stage_config('pgm', args.preset, args)
+  config_utils.check_workdir(pgm_dir)
+  config_utils.save_config(pgm, pgm_dir)  # what tools.infer's PGM uses
   for mode in ('train', 'test'):
     bsn_proposal_generation.generate(pgm, tem_dir, pgm_dir, mode,
                                      quiet=args.quiet)

@@ -29,8 +29,10 @@ frame i * snippet stride; the video lasts --duration-second, else frames /
 import argparse
 import functools
 import os
+from typing import Callable, NamedTuple
 
 import jax
+import ml_collections
 import numpy as np
 
 from tal_jax import errors
@@ -44,6 +46,7 @@ from tal_jax.features import for_infer
 from tal_jax.ops import segments
 from tal_jax.ops import windows
 from tal_jax.tools import export as export_tool
+from tal_jax.tools import infer_bsn
 
 # Frames per feature row (MMAction2's feature_extraction_interval).
 SNIPPET_FRAMES = segments.FEATURE_EXTRACTION_INTERVAL
@@ -144,6 +147,50 @@ def predict_outputs(predictor, params, serving, features: np.ndarray,
     chunks.append([np.asarray(o)[:min(bs, n - i)] for o in out])
   return {k: np.concatenate([c[j] for c in chunks])
           for j, k in enumerate(names)}
+
+
+class Model(NamedTuple):
+  """What tools.infer runs: `decode` features [N, T, D] -> (normalised
+  proposals [N, k, 3], valid [N, k], score curves {name: [N, T]}), then
+  `to_seconds`; `config` gives T, D and the windows, `test` the windows'
+  merge."""
+  config: ml_collections.ConfigDict
+  test: ml_collections.ConfigDict
+  decode: Callable
+  to_seconds: Callable
+  where: str
+
+
+def decode_outputs(predictor, params, serving, batch_size: int,
+                   features: np.ndarray):
+  """`Model.decode` of a served model (BMN): its outputs and decode."""
+  outputs = predict_outputs(predictor, params, serving, features, batch_size)
+  props, valid = serving.decode(outputs, predictor.config.test)
+  return props, valid, {c: outputs[c] for c in serving.curves}
+
+
+def load_model(args) -> Model:
+  """The Model of --workdir: a tools.bsn_pipeline workdir (TEM -> PGM -> PEM,
+  tools.infer_bsn) or a training workdir whose model gives proposals."""
+  if infer_bsn.is_pipeline_workdir(args.workdir):
+    chain = infer_bsn.load_chain(args)
+    return Model(chain.tem.config, chain.pem.config.test,
+                 functools.partial(infer_bsn.decode, chain,
+                                   batch_size=args.batch_size),
+                 chain.pem.predictor.model_def.to_seconds,
+                 f'{chain.tem.where} and {chain.pem.where}')
+  config, model_def, predictor, variables, where = export_tool.load_model(args)
+  serving = export_tool.serving_of(config, model_def)
+  if serving.decode is None:
+    raise errors.TalError(f"model '{config.model_name}' gives no proposals on "
+                          'its own; tools.infer serves bmn and '
+                          'tools.bsn_pipeline workdirs (export the others '
+                          'with tal_jax.tools.export)')
+  return Model(config, config.test,
+               functools.partial(decode_outputs, predictor,
+                                 variables['params'], serving,
+                                 args.batch_size or config.test.batch_size),
+               model_def.to_seconds, where)
 
 
 def print_top(name: str, rec: dict, rows: np.ndarray, top: int) -> None:
@@ -262,41 +309,33 @@ def main(argv=None) -> dict[str, np.ndarray]:
   if records and os.path.isdir(args.features):
     files = files_of_listed_videos(files, records, args.features,
                                    args.ann_file)
-  config, model_def, predictor, variables, where = export_tool.load_model(args)
-  serving = export_tool.serving_of(config, model_def)
-  if serving.decode is None:
-    raise errors.TalError(f"model '{config.model_name}' gives no proposals on "
-                          'its own; tools.infer serves bmn (export the others '
-                          'with tal_jax.tools.export)')
-  if thumos14_windows.is_windowed(config):
-    proposals = {video_name(f): infer_windows(f, args, config, predictor,
-                                              variables['params'], serving)
-                 for f in files}
-    runlog.info(f'restored {where}', args.quiet)
+  model = load_model(args)
+  if thumos14_windows.is_windowed(model.config):
+    proposals = {video_name(f): infer_windows(f, args, model) for f in files}
+    runlog.info(f'restored {model.where}', args.quiet)
     errors.write_json(args.out, results_io.proposal_results(proposals))
     print(f'wrote {args.out}')
     return proposals
-  names, recs, feats = _read_all(files, args, records, config)
-  outputs = predict_outputs(predictor, variables['params'], serving, feats,
-                            args.batch_size or config.test.batch_size)
-  props, valid = serving.decode(outputs, config.test)
-  secs = model_def.to_seconds(props, [r['duration_frame'] for r in recs],
-                                [r['duration_second'] for r in recs])
+  names, recs, feats = _read_all(files, args, records, model.config)
+  props, valid, curves = model.decode(feats)
+  secs = model.to_seconds(props, [r['duration_frame'] for r in recs],
+                          [r['duration_second'] for r in recs])
   proposals = {n: secs[i][valid[i]] for i, n in enumerate(names)}
-  runlog.info(f'restored {where}', args.quiet)
+  runlog.info(f'restored {model.where}', args.quiet)
   for n, rec in zip(names, recs):
     print_top(n, rec, proposals[n], args.top)
   errors.write_json(args.out, results_io.proposal_results(proposals))
   print(f'wrote {args.out}')
   if args.plot:
-    _plot(args, names, recs, outputs, proposals, serving, config)
+    _plot(args, names, recs, curves, proposals, model.config)
   return proposals
 
 
-def infer_windows(path, args, config, predictor, params, serving):
+def infer_windows(path, args, model):
   """[P, 3] proposals in seconds of one video's features, cut into the test
   windows of a THUMOS14 window config and merged."""
-  d, t = config.data, config.test
+  config, t = model.config, model.test
+  d = config.data
   x = activitynet.read_feature_array(path, np.float32)[::int(d.sample_stride)]
   if x.shape[1] != config.model.feat_dim:
     raise errors.TalError(f'{path}: features have {x.shape[1]} columns, the '
@@ -308,9 +347,7 @@ def infer_windows(path, args, config, predictor, params, serving):
   bounds = windows.window_bounds(frames, stride, size, setting['overlap'])
   feats = np.stack([windows.window_features(x, s, e, size)[0]
                     for s, e in bounds])
-  outputs = predict_outputs(predictor, params, serving, feats,
-                            args.batch_size or t.batch_size)
-  props, valid = serving.decode(outputs, t)
+  props, valid, _ = model.decode(feats)
   parts = []
   for j, (start, _) in enumerate(bounds):
     secs = window_test.window_seconds(
@@ -327,7 +364,7 @@ def infer_windows(path, args, config, predictor, params, serving):
   return rows
 
 
-def _plot(args, names, recs, outputs, proposals, serving, config):
+def _plot(args, names, recs, curves, proposals, config):
   which = args.video or (names[0] if len(names) == 1 else None)
   if which is None:
     raise errors.TalError('--plot with a folder of features needs --video')
@@ -336,8 +373,8 @@ def _plot(args, names, recs, outputs, proposals, serving, config):
     raise errors.TalError(f'--video {which}: not among the features')
   i = names.index(key)
   factor = float(proposals_factor(recs[i]))
-  curves = {c: outputs[c][i] for c in serving.curves}
-  plot_video(args.plot, key, recs[i], curves, proposals[key], args.top,
+  plot_video(args.plot, key, recs[i], {c: v[i] for c, v in curves.items()},
+             proposals[key], args.top,
              factor / config.model.temporal_dim)
   print(f'wrote {args.plot}')
 

@@ -210,24 +210,10 @@ def run_pgm(tem_results: dict[str, np.ndarray], records: dict[str, Any],
     raise errors.TalError(f'video {missing[0]}: no TEM result ({len(missing)} '
                           'videos missing); run TEM --mode=test on a split '
                           'that covers them')
-  proposals, features = [], []
-  chunks = [names[i:i + PGM_CHUNK] for i in range(0, len(names), PGM_CHUNK)]
-  if progress:
-    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-    chunks = tqdm(chunks, desc=f'PGM ({len(names)} videos, chunks of '
-                  f'{PGM_CHUNK})')
-  for chunk in chunks:
-    p, f = pgm.proposal_generation(
-        np.stack([tem_results[n] for n in chunk]),
-        [pgm.pgm_gt_segments(records[n], n) for n in chunk], top_k,
-        pgm_config.peak_threshold,
-        bsp_boundary_ratio=pgm_config.bsp_boundary_ratio,
-        num_sample_start=pgm_config.num_sample_start,
-        num_sample_end=pgm_config.num_sample_end,
-        num_sample_action=pgm_config.num_sample_action,
-        num_sample_interp=pgm_config.num_sample_interp)
-    proposals += p
-    features += f
+  proposals, features = pgm_in_memory(
+      [tem_results[n] for n in names],
+      [pgm.pgm_gt_segments(records[n], n) for n in names], top_k, pgm_config,
+      progress)
   _save_pgm(out_path, names, proposals, features)
   if mmaction2_dir:
     for name, p, f in zip(names, proposals, features):
@@ -238,6 +224,37 @@ def run_pgm(tem_results: dict[str, np.ndarray], records: dict[str, Any],
           bsn_io.video_path(os.path.join(mmaction2_dir, 'pgm_features'),
                             name, '.npy'), f)
   return len(names)
+
+
+def pgm_in_memory(tem_results, gt_segments, top_k: int,
+                  pgm_config: ml_collections.ConfigDict,
+                  progress: bool = False):
+  """PGM of N videos in chunks of PGM_CHUNK: `pgm.proposal_generation` with
+  the values of a PGM config section (configs/bsn_pgm.py's config.pgm).
+
+  `tem_results`: N arrays [T, 3] TEM outputs or [T, 5] TEM CSV rows;
+  `gt_segments`: N arrays [G, 2] (`pgm.pgm_gt_segments`; empty at inference:
+  only match_iou / match_ioa depend on them). Returns (N proposals [P_i, 7],
+  N BSP features [min(P_i, top_k), 32]), float64.
+  """
+  starts = range(0, len(tem_results), PGM_CHUNK)
+  if progress:
+    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+    starts = tqdm(starts, desc=f'PGM ({len(tem_results)} videos, chunks of '
+                  f'{PGM_CHUNK})')
+  proposals, features = [], []
+  for i in starts:
+    p, f = pgm.proposal_generation(
+        np.stack(tem_results[i:i + PGM_CHUNK]),
+        gt_segments[i:i + PGM_CHUNK], top_k, pgm_config.peak_threshold,
+        bsp_boundary_ratio=pgm_config.bsp_boundary_ratio,
+        num_sample_start=pgm_config.num_sample_start,
+        num_sample_end=pgm_config.num_sample_end,
+        num_sample_action=pgm_config.num_sample_action,
+        num_sample_interp=pgm_config.num_sample_interp)
+    proposals += p
+    features += f
+  return proposals, features
 
 
 def pgm_names(records: dict[str, Any],
@@ -329,46 +346,60 @@ def _pgm_file(config, mode: str) -> str:
                       f'pgm_{mode}.npz')
 
 
-def _pem_rows(videos, config, mode: str, top_k: int):
+def _pgm_rows(videos, config, mode: str, top_k: int):
+  """(names, proposals [P_i, 7], BSP features [K_i, 32]) of the split's
+  videos that have PGM results."""
   pgm_dir = os.path.dirname(_pgm_file(config, mode))
   table = load_pgm_dir(pgm_dir, mode, videos.names, top_k)
   names = [n for n in videos.names if n in table]
   if not names:
     raise errors.TalError(f'{pgm_dir} has PGM results for none of the '
                           f'{len(videos)} videos of the {mode} split')
-  props = [table[n][0] for n in names]
-  feats = [table[n][1] for n in names]
-  feature, iou, valid = bsn_targets.pem_targets(props, feats, top_k)
-  return names, props, feature, iou, valid
+  return (names, [table[n][0] for n in names], [table[n][1] for n in names])
 
 
 def pem_train_arrays(videos, config) -> dict[str, np.ndarray]:
   """BSP features [N, 500, 32], their IoU targets and validity (train top_k)."""
-  _, _, feature, iou, valid = _pem_rows(videos, config, 'train',
-                                        config.model.train_top_k)
+  top_k = config.model.train_top_k
+  _, props, feats = _pgm_rows(videos, config, 'train', top_k)
+  feature, iou, valid = bsn_targets.pem_targets(props, feats, top_k)
   return {'inputs': feature, 'iou': iou, 'valid': valid}
 
 
+def pem_test_arrays(proposals, bsp_features, top_k: int
+                    ) -> dict[str, np.ndarray]:
+  """PEM's test inputs of N videos' PGM results (proposals [P_i, 7],
+  BSP features [K_i, 32]): inputs [N, top_k, 32] float32, proposals
+  [N, top_k, 4] float32 (tmin, tmax, tmin_score, tmax_score; zero padding),
+  valid [N, top_k] bool."""
+  feature, _, valid = bsn_targets.pem_targets(proposals, bsp_features, top_k)
+  rows = np.zeros((len(proposals), top_k, 4), np.float32)
+  for i, p in enumerate(proposals):
+    k = min(top_k, len(p))
+    rows[i, :k] = p[:k, :4].astype(np.float32)
+  return {'inputs': np.asarray(feature, np.float32), 'proposals': rows,
+          'valid': np.asarray(valid, bool)}
+
+
 def pem_eval_arrays(videos, config) -> dict[str, np.ndarray]:
-  """Test-time inputs for every video of the split, in its order.
+  """`pem_test_arrays` for every video of the split, in its order.
 
   A video without PGM proposals gets none (zero recall), as MMAction2 would
   give it no results.
   """
   top_k = config.model.test_top_k
-  names, props, feature, _, valid = _pem_rows(videos, config, 'test', top_k)
+  names, props, feats = _pgm_rows(videos, config, 'test', top_k)
+  found = pem_test_arrays(props, feats, top_k)
   index = {n: i for i, n in enumerate(names)}
   n = len(videos)
-  inputs = np.zeros((n, top_k, config.model.feat_dim), np.float32)
-  proposals = np.zeros((n, top_k, 4), np.float32)
-  ok = np.zeros((n, top_k), bool)
+  out = {'inputs': np.zeros((n, top_k, config.model.feat_dim), np.float32),
+         'proposals': np.zeros((n, top_k, 4), np.float32),
+         'valid': np.zeros((n, top_k), bool)}
   for row, name in enumerate(videos.names):
     if name in index:
-      i = index[name]
-      k = min(top_k, len(props[i]))
-      inputs[row], ok[row] = feature[i], valid[i]
-      proposals[row, :k] = props[i][:k, :4].astype(np.float32)
-  return {'inputs': inputs, 'proposals': proposals, 'valid': ok}
+      for key, array in out.items():
+        array[row] = found[key][index[name]]
+  return out
 
 
 def pem_loss_fn(module, params, batch, rng, config):
