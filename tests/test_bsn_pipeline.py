@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -17,6 +18,8 @@ from tal_jax.localizers.bsn import pgm
 from tal_jax.data import activitynet
 from tal_jax.data import pipeline
 from tal_jax.tools import bsn_pipeline
+from tal_jax.tools import infer
+from tal_jax.tools import infer_bsn
 from tal_jax.engine import loop
 from tal_jax import localizers
 
@@ -102,3 +105,106 @@ def test_pem_without_pgm_dir_is_a_clear_error(tmp_path):
 def test_pgm_without_tem_results_is_a_clear_error(tmp_path):
   with pytest.raises(errors.TalError, match='TEM results not found'):
     bsn.load_tem_results(str(tmp_path / 'tem_results.npz'))
+
+
+# ------------------------------------------------ tools.infer on the workdir
+
+
+@pytest.fixture(scope='module')
+def val_features(chain, tmp_path_factory):
+  """(folder of the val videos' .npy features [T, D], val annotation file)."""
+  args, _ = chain
+  config = config_utils.load_config(
+      os.path.join(ROOT, 'configs/bsn_tem.py:tiny'))
+  config.data.cache_dir = args.cache_dir
+  videos = pipeline.load_split(config, 'val')
+  folder = tmp_path_factory.mktemp('val_features')
+  for name, x in zip(videos.names, videos.features):
+    np.save(folder / f'{name}.npy', np.asarray(x))
+  return str(folder), pipeline.annotation_paths(config)['ann_file_val']
+
+
+def _rows(results):
+  return {v: np.array([i['segment'] + [i['score']] for i in items])
+          for v, items in results.items()}
+
+
+def test_infer_equals_the_pipelines_pem_test(chain, val_features, tmp_path,
+                                             capsys):
+  args, _ = chain
+  folder, ann_file = val_features
+  out = str(tmp_path / 'props.json')
+  got = infer.main(['--workdir', args.workdir, '--features', folder,
+                    '--ann-file', ann_file, '--out', out, '--top', '2',
+                    '--quiet'])
+  with open(os.path.join(args.workdir, 'pem', 'results.json')) as f:
+    want = _rows(json.load(f)['results'])
+  with open(out) as f:
+    written = _rows(json.load(f)['results'])
+  assert len(want) == 8 and sorted(written) == sorted(want)
+  for video, rows in want.items():
+    assert rows.shape == (100, 3)
+    np.testing.assert_allclose(written[video], rows, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got['v_' + video], rows, rtol=1e-6, atol=1e-6)
+  first = sorted(want)[0]
+  s, e, score = want[first][0]
+  text = capsys.readouterr().out
+  assert f'v_{first} (' in text and 'top 2 of 100 proposals' in text
+  assert f'  1. {s:9.2f} - {e:9.2f} s   score {score:.4f}' in text
+
+
+def test_infer_plots_the_tem_curves(chain, val_features, tmp_path, capsys):
+  args, _ = chain
+  folder, _ = val_features
+  png = str(tmp_path / 'v.png')
+  got = infer.main(['--workdir', args.workdir, '--features',
+                    os.path.join(folder, 'v_synval00000.npy'),
+                    '--duration-second', '50', '--out',
+                    str(tmp_path / 'p.json'), '--plot', png, '--quiet'])
+  rows = got['v_synval00000']
+  assert len(rows) == 100
+  assert rows[:, 0].min() >= 0 and rows[:, 1].max() <= 50
+  assert os.path.getsize(png) > 0
+  assert 'wrote ' + png in capsys.readouterr().out
+
+
+def test_pgm_config_is_the_pipelines_or_the_configs(chain, tmp_path):
+  args, _ = chain
+  saved = infer_bsn.pgm_config(args.workdir)
+  assert saved.test_top_k == 1000 and saved.peak_threshold == 0.5
+  # A workdir from before pgm/config.json: configs/bsn_pgm.py's values.
+  assert infer_bsn.pgm_config(str(tmp_path)).to_dict() == saved.to_dict()
+
+
+def _cli_error(argv, capsys) -> str:
+  with pytest.raises(SystemExit) as e:
+    errors.run_cli(lambda: infer.main(argv))
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith('error: ')
+  return err[0]
+
+
+def test_infer_bad_pipeline_workdirs(chain, val_features, tmp_path, capsys):
+  args, _ = chain
+  folder, _ = val_features
+  no_pem = tmp_path / 'no_pem'
+  shutil.copytree(os.path.join(args.workdir, 'tem'), no_pem / 'tem')
+  line = _cli_error(['--workdir', str(no_pem), '--features', folder,
+                     '--quiet'], capsys)
+  assert 'without pem/config.json' in line and str(no_pem) in line
+  (no_pem / 'pem').mkdir()
+  shutil.copy(os.path.join(args.workdir, 'pem', 'config.json'),
+              no_pem / 'pem')
+  line = _cli_error(['--workdir', str(no_pem), '--features', folder,
+                     '--quiet'], capsys)
+  assert 'no checkpoints in' in line and str(no_pem / 'pem') in line
+  line = _cli_error(['--workdir', args.workdir, '--features', folder,
+                     '--checkpoint', 'x', '--quiet'], capsys)
+  assert '--checkpoint does not apply to a BSN pipeline workdir' in line
+  swapped = tmp_path / 'swapped'
+  shutil.copytree(os.path.join(args.workdir, 'tem'), swapped / 'pem')
+  shutil.copytree(os.path.join(args.workdir, 'pem'), swapped / 'tem')
+  line = _cli_error(['--workdir', str(swapped), '--features', folder,
+                     '--quiet'], capsys)
+  assert "model 'bsn_pem', expected 'bsn_tem'" in line
