@@ -17,6 +17,9 @@ from tal_jax import errors
 from tal_jax.localizers.bsn import pgm
 from tal_jax.data import activitynet
 from tal_jax.data import pipeline
+from tal_jax.features import random_init
+from tal_jax.features import tsn
+from tal_jax.features import video
 from tal_jax.tools import bsn_pipeline
 from tal_jax.tools import infer
 from tal_jax.tools import infer_bsn
@@ -208,3 +211,27 @@ def test_infer_bad_pipeline_workdirs(chain, val_features, tmp_path, capsys):
   line = _cli_error(['--workdir', str(swapped), '--features', folder,
                      '--quiet'], capsys)
   assert "model 'bsn_pem', expected 'bsn_tem'" in line
+
+
+def test_infer_video_through_the_bsn_chain(chain, tmp_path, capsys):
+  """A generated video -> TSN features (random-init width-8 checkpoints,
+  200 + 200 scores = TEM's 400 channels) -> TEM -> PGM -> PEM."""
+  args, _ = chain
+  rgb = random_init.write_checkpoint(str(tmp_path / 'rgb.pth'), tsn.RGB,
+                                     width=8, seed=1)
+  flow = random_init.write_checkpoint(str(tmp_path / 'flow.pth'), tsn.FLOW,
+                                      width=8, seed=2)
+  clip = str(tmp_path / 'clip_a.mp4')
+  video.write_video(clip, video.example_frames(40))
+  out = str(tmp_path / 'props.json')
+  got = infer.main(['--workdir', args.workdir, '--video', clip,
+                    '--rgb-checkpoint', rgb, '--flow-checkpoint', flow,
+                    '--out', out, '--top', '3', '--quiet'])
+  rows = got['v_clip_a']
+  # 40 frames at 25 fps: 1.6 s.
+  assert 0 < len(rows) <= 100
+  assert rows[:, 0].min() >= 0 and rows[:, 1].max() <= 1.6 + 1e-6
+  assert np.all(rows[:-1, 2] >= rows[1:, 2])
+  with open(out) as f:
+    assert len(json.load(f)['results']['clip_a']) == len(rows)
+  assert 'v_clip_a (1.60 s): top 3' in capsys.readouterr().out
