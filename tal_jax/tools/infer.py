@@ -7,6 +7,8 @@ r"""Proposals for one video (or a folder of videos) from its feature file.
 
   python -m tal_jax.tools.infer --workdir work_dirs/bmn --video my.mp4 \
       --rgb-checkpoint tsn_rgb.pth --flow-checkpoint tsn_flow.pth
+  python -m tal_jax.tools.infer --workdir work_dirs/bsn --video my.mp4 \
+      --rgb-checkpoint tsn_rgb.pth --flow-checkpoint tsn_flow.pth
 
 --video (without --features): videos -> features first (tal_jax.features).
 --features is a CSV (header + L rows of D values), a .npy [L, D], or a folder
@@ -19,7 +21,12 @@ feature row per 16 frames). Prints the top --top proposals in seconds, writes
 all of them as ActivityNet results JSON (--out, atomically) and, with --plot,
 a PNG of the score curves and the top proposals on a timeline.
 
-A THUMOS14 window config (configs/bmn_thumos14.py) instead cuts each video
+--workdir may also be a tools.bsn_pipeline workdir (tem/ and pem/ inside):
+TEM -> PGM -> PEM run in memory as each stage's --mode=test does
+(tools.infer_bsn); --plot then draws TEM's action/start/end curves.
+
+A THUMOS14 window config (configs/bmn_thumos14.py, or a bsn_pipeline
+--dataset thumos14 workdir) instead cuts each video
 into its test windows (every `sample_stride`-th row is a snippet, snippet i at
 frame i * snippet stride; the video lasts --duration-second, else frames /
 --fps), decodes each window and merges them as `--mode=test` does

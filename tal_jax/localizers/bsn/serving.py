@@ -6,7 +6,8 @@
        proposals] (the predicted IoU; PEM's score multiplies it by the
        proposal's start and end scores before soft-NMS).
 Neither output is a list of proposals (PGM sits between the two), so tools.infer
-does not serve them.
+does not serve either workdir alone; it serves a tools.bsn_pipeline workdir (the
+whole chain, tools.infer_bsn).
 """
 
 import ml_collections
