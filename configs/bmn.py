@@ -19,12 +19,15 @@ MMAction2's data layout, paths relative to the working directory as there; set
 
 import ml_collections
 
+from tal_jax import config_presets
 from tal_jax import config_utils
 from tal_jax.data import pipeline
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   """Returns the BMN config; `arg` is '', 'full', 'tiny' or 'slowonly_k700'."""
+  config_presets.check_preset('bmn.py', arg,
+                              config_presets.ACTIVITYNET_PRESETS)
   config = config_utils.base_config('bmn')
   # Data fields shared by every model: see tal_jax/data/pipeline.py.
   config.data = data = pipeline.data_config()
@@ -71,21 +74,11 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     model.hidden_dim_1d = 16
     model.hidden_dim_2d = 8
     model.hidden_dim_3d = 16
-    train.batch_size = 4
-    train.videos_per_loss = 2
-    train.num_epochs = 2
-    train.lr_milestones = (1,)
+    config_presets.tiny_train(train, videos_per_loss=2)
   elif arg == 'slowonly_k700':
     # bmn_2xb8-2048x100-9e_activitynet-slowonly-k700-feature.py:
     # model = dict(feat_dim=2048).
     model.feat_dim = 2048
-    # The same file: data_root = data_root_val.
-    data.feature_dir = 'data/ActivityNet/k700slowonly'
-    # The same file: ann_file_train / ann_file_val / ann_file_test.
-    data.ann_file_train = 'data/ActivityNet/anet_anno_train.json'
-    data.ann_file_val = 'data/ActivityNet/anet_anno_val.json'
-    data.ann_file_test = 'data/ActivityNet/anet_anno_val.json'
-  elif arg not in ('', 'full'):
-    raise ValueError(f"configs/bmn.py: unknown preset '{arg}' "
-                     "(use '', 'full', 'tiny' or 'slowonly_k700')")
+    # The same file: ann_file_test.
+    config_presets.slowonly_k700_data(data, 'anet_anno_val.json')
   return config

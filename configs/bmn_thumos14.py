@@ -33,6 +33,7 @@ decoded (its dscale=64).
 
 import ml_collections
 
+from tal_jax import config_presets
 from tal_jax import config_utils
 from tal_jax.data import pipeline
 from tal_jax.data import thumos14_windows
@@ -40,6 +41,8 @@ from tal_jax.data import thumos14_windows
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   """The BMN THUMOS14 config; `arg` is '', 'tsn', 'i3d' or 'tiny'."""
+  config_presets.check_preset('bmn_thumos14.py', arg,
+                              config_presets.THUMOS14_PRESETS)
   config = config_utils.base_config('bmn')
   config.data = data = pipeline.data_config()
   thumos14_windows.add_data_fields(data)
@@ -91,7 +94,4 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     if arg == 'i3d':
       # thumos_i3d.py / features_i3d_sw.py.
       data.feature_stride, data.sample_stride, data.offset_frames = 4, 1, 8
-  elif arg != '':
-    raise ValueError(f"configs/bmn_thumos14.py: unknown preset '{arg}' "
-                     "(use '', 'tsn', 'i3d' or 'tiny')")
   return config

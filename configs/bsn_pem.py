@@ -13,12 +13,15 @@ data paths).
 
 import ml_collections
 
+from tal_jax import config_presets
 from tal_jax import config_utils
 from tal_jax.data import pipeline
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   """Returns the PEM config; `arg` is '', 'full', 'tiny' or 'slowonly_k700'."""
+  config_presets.check_preset('bsn_pem.py', arg,
+                              config_presets.ACTIVITYNET_PRESETS)
   config = config_utils.base_config('bsn_pem')
   # Data fields shared by every model; set data.pgm_dir.
   config.data = data = pipeline.data_config()
@@ -53,20 +56,9 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
 
   pipeline.apply_data_preset(data, arg)
   if arg == 'tiny':
-    train.batch_size = 4
-    train.videos_per_loss = 4
-    train.num_epochs = 2
-    train.lr_milestones = (1,)
+    config_presets.tiny_train(train, videos_per_loss=4)
   elif arg == 'slowonly_k700':
     # bsn_pem_1xb16-2048x100-20e_activitynet-slowonly-k700-feature.py:
-    # data_root = data_root_val = 'data/ActivityNet/k700slowonly' (PEM reads
-    # PGM's BSP features: model.feat_dim stays 32).
-    data.feature_dir = 'data/ActivityNet/k700slowonly'
-    # The same file: ann_file_train / ann_file_val / ann_file_test.
-    data.ann_file_train = 'data/ActivityNet/anet_anno_train.json'
-    data.ann_file_val = 'data/ActivityNet/anet_anno_val.json'
-    data.ann_file_test = 'data/ActivityNet/anet_anno_val.json'
-  elif arg not in ('', 'full'):
-    raise ValueError(f"configs/bsn_pem.py: unknown preset '{arg}' "
-                     "(use '', 'full', 'tiny' or 'slowonly_k700')")
+    # ann_file_test (PEM reads PGM's BSP features: model.feat_dim stays 32).
+    config_presets.slowonly_k700_data(data, 'anet_anno_val.json')
   return config

@@ -14,11 +14,14 @@ settings, MMAction2's data paths).
 
 import ml_collections
 
+from tal_jax import config_presets
 from tal_jax.data import pipeline
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   """Returns the PGM config; `arg` is '', 'full', 'tiny' or 'slowonly_k700'."""
+  config_presets.check_preset('bsn_pgm.py', arg,
+                              config_presets.ACTIVITYNET_PRESETS)
   config = ml_collections.ConfigDict()
   config.model_name = 'bsn_pgm'
   # Data fields shared by every model (only the annotation files are read).
@@ -38,14 +41,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   pgm.bsp_boundary_ratio = 0.2
   pipeline.apply_data_preset(data, arg)
   if arg == 'slowonly_k700':
-    # bsn_pgm_2048x100_activitynet-slowonly-k700-feature.py: data_root =
-    # data_root_val (PGM reads TEM results, not features).
-    data.feature_dir = 'data/ActivityNet/k700slowonly'
-    # The same file: ann_file_train / ann_file_val / ann_file_test.
-    data.ann_file_train = 'data/ActivityNet/anet_anno_train.json'
-    data.ann_file_val = 'data/ActivityNet/anet_anno_val.json'
-    data.ann_file_test = 'data/ActivityNet/anet_anno_test.json'
-  elif arg not in ('', 'full', 'tiny'):
-    raise ValueError(f"configs/bsn_pgm.py: unknown preset '{arg}' "
-                     "(use '', 'full', 'tiny' or 'slowonly_k700')")
+    # bsn_pgm_2048x100_activitynet-slowonly-k700-feature.py: ann_file_test
+    # (PGM reads TEM results, not features).
+    config_presets.slowonly_k700_data(data, 'anet_anno_test.json')
   return config

@@ -15,6 +15,7 @@ write: make it, or set --config.data.ann_file_test).
 
 import ml_collections
 
+from tal_jax import config_presets
 from tal_jax import config_utils
 from tal_jax.data import pipeline
 
@@ -22,6 +23,8 @@ from tal_jax.data import pipeline
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   """Returns the TEM config; `arg` is '', 'full', 'tiny' or
   'slowonly_k700'."""
+  config_presets.check_preset('bsn_tem.py', arg,
+                              config_presets.ACTIVITYNET_PRESETS)
   config = config_utils.base_config('bsn_tem')
   # Data fields shared by every model; TEM's test split is every video.
   config.data = data = pipeline.data_config(synthetic_test_split='full')
@@ -58,22 +61,12 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   if arg == 'tiny':
     model.temporal_dim = 16
     model.hidden_dim = 16
-    train.batch_size = 4
-    train.videos_per_loss = 4
-    train.num_epochs = 2
-    train.lr_milestones = (1,)
+    config_presets.tiny_train(train, videos_per_loss=4)
   elif arg == 'slowonly_k700':
     # bsn_tem_1xb16-2048x100-20e_activitynet-k700-feature.py:
     # model = dict(tem_feat_dim=2048).
     model.feat_dim = 2048
-    # The same file: data_root = data_root_val.
-    data.feature_dir = 'data/ActivityNet/k700slowonly'
-    # The same file: ann_file_train / ann_file_val / ann_file_test (trainval
-    # there, anet_anno_full.json in the 400x100 file).
-    data.ann_file_train = 'data/ActivityNet/anet_anno_train.json'
-    data.ann_file_val = 'data/ActivityNet/anet_anno_val.json'
-    data.ann_file_test = 'data/ActivityNet/anet_anno_trainval.json'
-  elif arg not in ('', 'full'):
-    raise ValueError(f"configs/bsn_tem.py: unknown preset '{arg}' "
-                     "(use '', 'full', 'tiny' or 'slowonly_k700')")
+    # The same file: ann_file_test (trainval there, anet_anno_full.json in
+    # the 400x100 file).
+    config_presets.slowonly_k700_data(data, 'anet_anno_trainval.json')
   return config

@@ -20,6 +20,7 @@ features in OpenTAD's layout, see configs/bmn_thumos14.py), 'tiny' (tests).
 
 import ml_collections
 
+from tal_jax import config_presets
 from tal_jax import config_utils
 from tal_jax.data import pipeline
 from tal_jax.data import thumos14_windows
@@ -41,9 +42,8 @@ def window_data(arg: str) -> ml_collections.ConfigDict:
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   """The TEM THUMOS14 config; `arg` is '', 'tsn', 'i3d' or 'tiny'."""
-  if arg not in ('', 'tsn', 'i3d', 'tiny'):
-    raise ValueError(f"configs/bsn_tem_thumos14.py: unknown preset '{arg}' "
-                     "(use '', 'tsn', 'i3d' or 'tiny')")
+  config_presets.check_preset('bsn_tem_thumos14.py', arg,
+                              config_presets.THUMOS14_PRESETS)
   # MMAction2's TEM (hidden 512, boundary ratio 0.1, Adam 1e-3, 20 epochs,
   # x0.1 at 7 and 14); its tiny preset for 'tiny'.
   config = config_utils.load_config('bsn_tem:tiny' if arg == 'tiny'

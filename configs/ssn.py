@@ -21,12 +21,15 @@ assumes ImageNet statistics), 'tiny' and 'frames_tiny' (tests).
 
 import ml_collections
 
+from tal_jax import config_presets
 from tal_jax import config_utils
 from tal_jax.data import pipeline
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   """Returns the SSN config; `arg` is '', 'full' or 'tiny'."""
+  config_presets.check_preset(
+      'ssn.py', arg, ('', 'full', 'frames', 'tiny', 'frames_tiny'))
   config = config_utils.base_config('ssn')
   config.data = data = pipeline.data_config()
   # SSN proposal lists (de-normalised) in ann_file_*; features per frame.
@@ -117,9 +120,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     train.eval_every_epochs = 1
   elif arg in ('frames', 'frames_tiny'):
     _frames_preset(config, arg == 'frames_tiny')
-  elif arg:
-    raise ValueError(f"configs/ssn.py: unknown preset '{arg}' "
-                     "(use '', 'full', 'frames', 'tiny' or 'frames_tiny')")
   return config
 
 

@@ -133,8 +133,8 @@ def test_rows_start_index_and_template(tmp_path):
 def test_duplicates_decoded_once(tmp_path, monkeypatch):
   rawframes.write_frames(str(tmp_path / 'v'), _frames(5))
   calls = []
-  decode = rawframes._decode
-  monkeypatch.setattr(rawframes, '_decode',
+  decode = rawframes.decode_image
+  monkeypatch.setattr(rawframes, 'decode_image',
                       lambda path: calls.append(path) or decode(path))
   got = rawframes.read_frames(str(tmp_path / 'v'), [4, 1, 1, 4, 0, 1])
   assert sorted(os.path.basename(p) for p in calls) == [

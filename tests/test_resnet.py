@@ -101,6 +101,15 @@ def _mmaction_key(torch_key):
   return re.sub(r'\.bn(\d)\.', r'.conv\1.bn.', key)
 
 
+def test_key_renames_match_mmaction2_names():
+  keys = list(tv.expected_state_dict_shapes((2, 1), 8, 5, 10))
+  mm = [tv.mmaction_key(k) for k in keys]
+  assert mm == [_mmaction_key(k) for k in keys]
+  assert 'layer1.1.conv3.bn.running_var' in mm
+  assert [tv.torchvision_key(k) for k in mm] == keys
+  assert [tv.torchvision_key(k) for k in keys] == keys
+
+
 def test_mmaction2_layout_under_backbone_prefix(tiny_vars):
   from tal_jax.convert.pth import load_pth
   sd = load_pth(PTH)

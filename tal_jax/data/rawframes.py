@@ -47,17 +47,24 @@ def _frame_path(video_dir, filename_tmpl, number):
   return os.path.join(video_dir, filename_tmpl.format(int(number)))
 
 
-def _decode(path: str) -> np.ndarray:
-  """[H, W, 3] uint8 RGB of one image file, EXIF orientation applied."""
+def decode_image(path: str, mode: str = 'RGB',
+                 what: str = 'frame') -> np.ndarray:
+  """One image file as uint8: [H, W, 3] for mode 'RGB' (EXIF orientation
+  applied, as cv2.imdecode does), [H, W] for 'L' (as stored).
+
+  A missing or unreadable file raises TalError 'missing <what> <path>' or
+  'unreadable <what> <path>: <reason>'.
+  """
   try:
     with Image.open(path) as img:
       img.load()
-      ImageOps.exif_transpose(img, in_place=True)  # as cv2.imdecode does.
-      return np.asarray(img if img.mode == 'RGB' else img.convert('RGB'))
+      if mode == 'RGB':
+        ImageOps.exif_transpose(img, in_place=True)
+      return np.asarray(img if img.mode == mode else img.convert(mode))
   except FileNotFoundError:
-    raise errors.TalError(f'missing frame {path}') from None
+    raise errors.TalError(f'missing {what} {path}') from None
   except (OSError, ValueError, SyntaxError) as e:
-    raise errors.TalError(f'unreadable frame {path}: {e}') from None
+    raise errors.TalError(f'unreadable {what} {path}: {e}') from None
 
 
 def read_frames(video_dir: str, indices, filename_tmpl: str = FILENAME_TMPL,
@@ -72,7 +79,7 @@ def read_frames(video_dir: str, indices, filename_tmpl: str = FILENAME_TMPL,
   decoded = []
   for row in rows:
     path = _frame_path(video_dir, filename_tmpl, row + start_index)
-    decoded.append(_decode(path))
+    decoded.append(decode_image(path))
     if decoded[-1].shape != decoded[0].shape:
       raise errors.TalError(
           f'frame {path} is {decoded[-1].shape[1]}x{decoded[-1].shape[0]}, '

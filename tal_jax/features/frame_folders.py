@@ -14,7 +14,6 @@ pixels as cv2), flow frames as mmcv.imfrombytes(flag='grayscale').
 import os
 
 import numpy as np
-from PIL import Image
 
 from tal_jax import errors
 from tal_jax.data import rawframes
@@ -46,14 +45,8 @@ def list_frame_folders(path: str, rgb_tmpl: str = RGB_TMPL,
 
 
 def _gray(path: str) -> np.ndarray:
-  """[H, W] uint8 of a (flow) JPEG, as cv2's IMREAD_GRAYSCALE."""
-  try:
-    with Image.open(path) as img:
-      return np.asarray(img if img.mode == 'L' else img.convert('L'))
-  except FileNotFoundError:
-    raise errors.TalError(f'missing flow frame {path}') from None
-  except (OSError, ValueError, SyntaxError) as e:
-    raise errors.TalError(f'unreadable flow frame {path}: {e}') from None
+  """[H, W] uint8 of a flow JPEG, as cv2's IMREAD_GRAYSCALE."""
+  return rawframes.decode_image(path, 'L', 'flow frame')
 
 
 def read_flow(video_dir: str, indices, flow_tmpl: str = FLOW_TMPL,

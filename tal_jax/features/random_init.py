@@ -8,7 +8,6 @@ non-trivial, fc N(0, 0.01) as TSNHead's init_std), and `write_checkpoint`
 saves it as a torch .pth (convert.pth_write).
 """
 
-import re
 from typing import Sequence
 
 import numpy as np
@@ -16,25 +15,6 @@ import numpy as np
 from tal_jax.convert import pth_write
 from tal_jax.nn import resnet_import
 from tal_jax.features import tsn
-
-# torchvision ResNet names -> MMAction2 ConvModule names (applied in order).
-_TO_MMACTION = (
-    (re.compile(r'^conv1\.'), 'conv1.conv.'),
-    (re.compile(r'^bn1\.'), 'conv1.bn.'),
-    (re.compile(r'\.downsample\.0\.'), '.downsample.conv.'),
-    (re.compile(r'\.downsample\.1\.'), '.downsample.bn.'),
-    (re.compile(r'\.conv(\d)\.weight$'), r'.conv\1.conv.weight'),
-    (re.compile(r'\.bn(\d)\.'), r'.conv\1.bn.'),
-)
-
-
-def mmaction_key(key: str) -> str:
-  """'layer1.0.bn2.weight' -> 'layer1.0.conv2.bn.weight' (inverse of
-  convert.torchvision.torchvision_key)."""
-  for pattern, repl in _TO_MMACTION:
-    key = pattern.sub(repl, key)
-  return key
-
 
 def _draw(rng: np.random.Generator, key: str, shape) -> np.ndarray:
   if key.endswith('running_var'):
@@ -60,7 +40,7 @@ def random_state_dict(stream: tsn.Stream = tsn.RGB,
   """An MMAction2 TSN state dict {key: float32 array} (see module doc)."""
   shapes = resnet_import.expected_state_dict_shapes(
       tuple(stage_blocks), width, in_channels=stream.in_channels)
-  shapes = {'backbone.' + mmaction_key(k): v for k, v in shapes.items()}
+  shapes = {'backbone.' + resnet_import.mmaction_key(k): v for k, v in shapes.items()}
   feat_dim = width * 2**(len(stage_blocks) - 1) * 4
   shapes['cls_head.fc_cls.weight'] = (num_classes, feat_dim)
   shapes['cls_head.fc_cls.bias'] = (num_classes,)

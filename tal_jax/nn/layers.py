@@ -55,3 +55,24 @@ def torch_conv(features: int, kernel_size: tuple, in_features: int,
       kernel_init=torch_kernel_init,
       bias_init=torch_bias_init(fan_in),
       name=name)
+
+
+def conv_relu(x, features: int, kernel_size: tuple, padding: int = 0,
+              groups: int = 1, dtype=jnp.float32, name: str | None = None,
+              scale: float = 1.0):
+  """ReLU(scale * torch_conv(x)): [..., *spatial, C] -> [..., *spatial, features].
+
+  `scale` multiplies the conv output, bias included (MMAction2 BSN's
+  `conv*_ratio`); at 1.0 no multiply is done. Call it inside a compact
+  module: the conv is that module's child `name`.
+  """
+  y = torch_conv(features, kernel_size, x.shape[-1], padding, groups, dtype,
+                 name)(x)
+  return nn.relu(y if scale == 1.0 else scale * y)
+
+
+def check_features(model: str, features, temporal_dim: int, feat_dim: int):
+  """Raises ValueError unless `features` is [B, temporal_dim, feat_dim]."""
+  if features.shape[-2:] != (temporal_dim, feat_dim):
+    raise ValueError(f'{model} expects features [B, {temporal_dim}, '
+                     f'{feat_dim}], got {features.shape}')

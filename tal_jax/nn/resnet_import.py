@@ -34,23 +34,54 @@ _BN_FIELDS = {'weight': ('params', 'scale'), 'bias': ('params', 'bias'),
               'running_mean': ('batch_stats', 'mean'),
               'running_var': ('batch_stats', 'var')}
 
-# MMAction2 ConvModule names -> torchvision names (applied in order).
-_MMACTION_RENAMES = (
-    (re.compile(r'^conv1\.conv\.'), 'conv1.'),
-    (re.compile(r'^conv1\.bn\.'), 'bn1.'),
-    (re.compile(r'\.downsample\.conv\.'), '.downsample.0.'),
-    (re.compile(r'\.downsample\.bn\.'), '.downsample.1.'),
-    (re.compile(r'\.conv(\d)\.conv\.'), r'.conv\1.'),
-    (re.compile(r'\.conv(\d)\.bn\.'), r'.bn\1.'),
+# The same ResNet layer named by torchvision and by MMAction2's ConvModule
+# wrappers: (torchvision, MMAction2) fragments of a key, renamed in this order
+# either way; '^' anchors a fragment at the key's start, '#' is one digit.
+# Convs come before bns ('bn1.' becomes 'conv1.bn.', which holds 'conv1.').
+_NAME_PAIRS = (
+    ('^conv1.', '^conv1.conv.'),
+    ('^bn1.', '^conv1.bn.'),
+    ('.downsample.0.', '.downsample.conv.'),
+    ('.downsample.1.', '.downsample.bn.'),
+    ('.conv#.', '.conv#.conv.'),
+    ('.bn#.', '.conv#.bn.'),
 )
+
+
+def _renames(source: int, target: int) -> tuple:
+  """(compiled pattern, replacement) per _NAME_PAIRS entry, renaming its
+  fragment `source` (0 torchvision, 1 MMAction2) to its fragment `target`."""
+  renames = []
+  for pair in _NAME_PAIRS:
+    fragment = pair[source]
+    anchor = '^' if fragment.startswith('^') else ''
+    parts = fragment.removeprefix('^').split('#')
+    pattern = anchor + r'(\d)'.join(re.escape(part) for part in parts)
+    repl = pair[target].removeprefix('^').replace('#', r'\1')
+    renames.append((re.compile(pattern), repl))
+  return tuple(renames)
+
+
+_TO_TORCHVISION = _renames(1, 0)
+_TO_MMACTION = _renames(0, 1)
+
+
+def _rename(key: str, renames: tuple) -> str:
+  for pattern, repl in renames:
+    key = pattern.sub(repl, key)
+  return key
 
 
 def torchvision_key(key: str) -> str:
   """Renames one MMAction2 ResNet key to torchvision's ('conv1.bn.weight' ->
   'bn1.weight'); torchvision keys come back unchanged."""
-  for pattern, repl in _MMACTION_RENAMES:
-    key = pattern.sub(repl, key)
-  return key
+  return _rename(key, _TO_TORCHVISION)
+
+
+def mmaction_key(key: str) -> str:
+  """Renames one torchvision ResNet key to MMAction2's ('layer1.0.bn2.weight'
+  -> 'layer1.0.conv2.bn.weight'); the inverse of torchvision_key."""
+  return _rename(key, _TO_MMACTION)
 
 
 def _backbone_only(state_dict: Mapping[str, np.ndarray]) -> dict:

@@ -57,17 +57,21 @@ class BMN(nn.Module):
     return layers.torch_conv(features, kernel, in_features, padding, groups,
                              self.dtype, name)
 
+  def _conv_relu(self, name, x, features, kernel, padding=0, groups=1):
+    return layers.conv_relu(x, features, kernel, padding, groups, self.dtype,
+                            name)
+
   def _tem_branch(self, prefix, base):
     """Start or end probabilities [B, T] from base features [B, T, h1]."""
     h1 = self.hidden_dim_1d
-    x = nn.relu(self._conv(f'{prefix}_0', h1, (3,), h1, 1, 4)(base))
+    x = self._conv_relu(f'{prefix}_0', base, h1, (3,), 1, 4)
     x = self._conv(f'{prefix}_2', 1, (1,), h1)(x)
     return nn.sigmoid(x.astype(jnp.float32))[..., 0]
 
   def _proposal_map(self, base):
     """Confidence map [B, T, T, 2] from base features [B, T, h1]."""
     h1, h2, h3 = self.hidden_dim_1d, self.hidden_dim_2d, self.hidden_dim_3d
-    x = nn.relu(self._conv('x_1d_p_0', h1, (3,), h1, 1)(base))
+    x = self._conv_relu('x_1d_p_0', base, h1, (3,), 1)
     bm = boundary_matching.BoundaryMatching(
         h3, self.num_samples, self.num_samples_per_bin, self.boundary_ratio,
         self.bm_layer, self.dtype, name='x_3d_p_0')
@@ -76,8 +80,8 @@ class BMN(nn.Module):
       x = self._valid_cells_1x1(bm, conv_2d_0, x)
     else:
       x = nn.relu(conv_2d_0(nn.relu(bm(x))))
-    x = nn.relu(self._conv('x_2d_p_2', h2, (3, 3), h2, 1)(x))
-    x = nn.relu(self._conv('x_2d_p_4', h2, (3, 3), h2, 1)(x))
+    x = self._conv_relu('x_2d_p_2', x, h2, (3, 3), 1)
+    x = self._conv_relu('x_2d_p_4', x, h2, (3, 3), 1)
     x = self._conv('x_2d_p_6', 2, (1, 1), h2)(x)
     return nn.sigmoid(x.astype(jnp.float32))
 
@@ -108,13 +112,11 @@ class BMN(nn.Module):
   @nn.compact
   def __call__(self, features):
     """features: [B, T, D] -> (confidence_map [B,T,T,2], start [B,T], end [B,T])."""
-    if features.shape[-2:] != (self.temporal_dim, self.feat_dim):
-      raise ValueError(f'BMN expects features [B, {self.temporal_dim}, '
-                       f'{self.feat_dim}], got {features.shape}')
+    layers.check_features('BMN', features, self.temporal_dim, self.feat_dim)
     h1 = self.hidden_dim_1d
     x = features.astype(self.dtype)
-    x = nn.relu(self._conv('x_1d_b_0', h1, (3,), self.feat_dim, 1, 4)(x))
-    base = nn.relu(self._conv('x_1d_b_2', h1, (3,), h1, 1, 4)(x))
+    x = self._conv_relu('x_1d_b_0', x, h1, (3,), 1, 4)
+    base = self._conv_relu('x_1d_b_2', x, h1, (3,), 1, 4)
     start = self._tem_branch('x_1d_s', base)
     end = self._tem_branch('x_1d_e', base)
     return self._proposal_map(base), start, end

@@ -53,16 +53,13 @@ class TEM(nn.Module):
   @nn.compact
   def __call__(self, features):
     """features: [B, T, D] -> [B, T, 3] float32 (action, start, end)."""
-    if features.shape[-2:] != (self.temporal_dim, self.feat_dim):
-      raise ValueError(f'TEM expects features [B, {self.temporal_dim}, '
-                       f'{self.feat_dim}], got {features.shape}')
+    layers.check_features('TEM', features, self.temporal_dim, self.feat_dim)
     h = self.hidden_dim
     x = features.astype(self.dtype)
-    x = layers.torch_conv(h, (3,), self.feat_dim, 1, dtype=self.dtype,
-                          name='conv1')(x)
-    x = nn.relu(self.conv1_ratio * x)
-    x = layers.torch_conv(h, (3,), h, 1, dtype=self.dtype, name='conv2')(x)
-    x = nn.relu(self.conv2_ratio * x)
+    x = layers.conv_relu(x, h, (3,), 1, dtype=self.dtype, name='conv1',
+                         scale=self.conv1_ratio)
+    x = layers.conv_relu(x, h, (3,), 1, dtype=self.dtype, name='conv2',
+                         scale=self.conv2_ratio)
     x = layers.torch_conv(self.output_dim, (1,), h, 0, dtype=self.dtype,
                           name='conv3')(x)
     return nn.sigmoid(self.conv3_ratio * x.astype(jnp.float32))
