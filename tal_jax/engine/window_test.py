@@ -139,3 +139,11 @@ def window_test(predictor, variables, videos, workdir, quiet=False):
                       indent=2)
   runlog.info('test: ' + runlog.format_metrics(metrics), quiet)
   return metrics
+
+
+def proposal_test(predictor, variables, videos, workdir, quiet=False):
+  """--mode=test of a proposal model (BMN, BSN's PEM): `window_test` for
+  the THUMOS14 window configs, else `predict.proposal_test` (ActivityNet)."""
+  run = (window_test if thumos14_windows.is_windowed(predictor.config)
+         else predict.proposal_test)
+  return run(predictor, variables, videos, workdir, quiet)

@@ -5,7 +5,6 @@ import numpy as np
 
 from tal_jax.data import thumos14_windows
 from tal_jax.engine import model_def
-from tal_jax.engine import predict
 from tal_jax.engine import window_test
 from tal_jax.localizers.bmn import boundary_matching
 from tal_jax.localizers.bmn import convert
@@ -58,17 +57,8 @@ def decode(outputs, batch, config):
       t.soft_nms_high_threshold, t.post_process_top_k)
 
 
-def test(predictor, variables, videos, workdir, quiet=False):
-  """--mode=test: THUMOS14 windows (proposals, UntrimmedNet detections,
-  AR@AN and mAP) or the default proposal test."""
-  run = (window_test.window_test
-         if thumos14_windows.is_windowed(predictor.config)
-         else predict.proposal_test)
-  return run(predictor, variables, videos, workdir, quiet)
-
-
 DEFINITION = model_def.ModelDef(
     build=model.bmn_from_config, init_inputs=model_def.feature_inputs,
     train_arrays=train_arrays, eval_arrays=model_def.feature_arrays,
-    loss=loss_fn, forward=model_def.apply_forward, decode=decode, test=test,
+    loss=loss_fn, forward=model_def.apply_forward, decode=decode, test=window_test.proposal_test,
     import_state_dict=convert.import_state_dict, serving=convert.SERVING)

@@ -35,7 +35,6 @@ from tal_jax.localizers.bsn import losses as bsn_losses
 from tal_jax.localizers.bsn import targets as bsn_targets
 from tal_jax import errors
 from tal_jax.engine import model_def
-from tal_jax.data import thumos14_windows
 from tal_jax.engine import predict
 from tal_jax.engine import window_test
 from tal_jax.engine import runlog
@@ -434,19 +433,10 @@ TEM_DEFINITION = model_def.ModelDef(
     test=tem_test, import_state_dict=bsn_convert.import_state_dict,
     serving=bsn_serving.TEM_SERVING)
 
-def pem_test(predictor, variables, videos, workdir, quiet=False):
-  """--mode=test of PEM: THUMOS14 windows merged per video (proposals,
-  UntrimmedNet detections, AR@AN and mAP) or the default proposal test."""
-  run = (window_test.window_test
-         if thumos14_windows.is_windowed(predictor.config)
-         else predict.proposal_test)
-  return run(predictor, variables, videos, workdir, quiet)
-
-
 PEM_DEFINITION = model_def.ModelDef(
     build=bsn_models.pem_from_config, init_inputs=bsn_models.pem_init_inputs,
     train_arrays=pem_train_arrays, eval_arrays=pem_eval_arrays,
     loss=pem_loss_fn, forward=model_def.apply_forward, decode=pem_decode,
-    uses_features=False, to_seconds=pgm.to_seconds, test=pem_test,
+    uses_features=False, to_seconds=pgm.to_seconds, test=window_test.proposal_test,
     import_state_dict=bsn_convert.import_state_dict,
     serving=bsn_serving.PEM_SERVING)
