@@ -96,9 +96,20 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   path, _, arg = resolve_config_spec(spec).partition(':')
   if not os.path.isfile(path):
     raise errors.TalError(f'config file not found: {path}')
+  if not path.endswith('.py'):
+    raise errors.TalError(
+        f'{path}: not a config file (a Python file such as configs/bmn.py, '
+        "with an optional ':preset'); a workdir's config.json is read by "
+        'tools.infer / tools.export through --workdir')
   module_spec = importlib.util.spec_from_file_location('_tal_config', path)
   module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  try:
+    module_spec.loader.exec_module(module)
+  except (SyntaxError, ImportError) as e:
+    raise errors.TalError(f'{path}: cannot be loaded ({type(e).__name__}: '
+                          f'{errors.one_line(str(e), 200)})') from None
+  if not callable(getattr(module, 'get_config', None)):
+    raise errors.TalError(f'{path}: defines no get_config()')
   try:
     return module.get_config(arg) if arg else module.get_config()
   except ValueError as e:  # an unknown preset

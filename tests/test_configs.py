@@ -1,6 +1,8 @@
 """Every config loads in every preset, with MMAction2's values where it counts."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -132,3 +134,20 @@ def test_bsn_thumos14_configs():
     assert load(name, 'tiny').data.window_size == 32
     with pytest.raises(errors.TalError, match='unknown preset'):
       load(name, 'huge')
+
+
+@pytest.mark.parametrize('name, text, message', [
+    ('config.json', '{}', r'config.json: not a config file \(a Python file'),
+    ('broken.py', 'x = (', r'broken.py: cannot be loaded \(SyntaxError: '),
+    ('empty.py', 'x = 1', r'empty.py: defines no get_config\(\)$'),
+])
+def test_a_config_that_is_not_one_is_one_line(tmp_path, name, text, message):
+  path = tmp_path / name
+  path.write_text(text)
+  with pytest.raises(errors.TalError, match=message):
+    config_utils.load_config(str(path))
+  r = subprocess.run([sys.executable, '-m', 'tal_jax.main',
+                      f'--config={path}', f'--workdir={tmp_path / "w"}'],
+                     cwd=ROOT, capture_output=True, text=True, check=False)
+  assert r.returncode == 2 and r.stdout == ''
+  assert r.stderr.startswith('error: ') and r.stderr.count('\n') == 1
