@@ -38,9 +38,16 @@ def info(message: str, quiet: bool = False) -> None:
 
 
 def format_metrics(metrics: dict[str, float]) -> str:
-  """'AR@1 0.3021  AR@5 ...  AUC 61.20' in a fixed key order."""
-  order = ['AR@1', 'AR@5', 'AR@10', 'AR@100', 'AUC']
-  keys = [k for k in order if k in metrics] + sorted(set(metrics) - set(order))
+  """'AR@1 0.3021  AR@5 ...  AUC 61.20  mAP@0.30 ...': AR@n by n, AUC, then
+  the other names, each '@' family by its number."""
+  def order(key):
+    name, _, at = key.partition('@')
+    try:
+      number = float(at) if at else 0.0
+    except ValueError:
+      number = 0.0
+    return ({'AR': 0, 'AUC': 1}.get(name, 2), name, number, key)
+  keys = sorted(metrics, key=order)
   return '  '.join(f'{k} {metrics[k]:.4f}' for k in keys)
 
 
