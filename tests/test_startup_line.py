@@ -115,3 +115,14 @@ def test_ssn_tests_one_video_at_a_time():
   stage, fields = _fields(line)
   assert stage == 'test'
   assert (fields['global_batch'], fields['per_device_batch']) == ('1', '1')
+
+
+def test_metric_lines_order_ar_by_number():
+  """The printed metric line: AR@n by n (THUMOS14's AR@50 ... AR@1000 too),
+  AUC, then the rest, '@' families by number."""
+  from tal_jax.engine import runlog  # pylint: disable=g-import-not-at-top
+  line = runlog.format_metrics({'mAP@0.70': 0.1, 'AR@1000': 0.5, 'AR@50': 0.2,
+                                'AR@100': 0.3, 'mAP@0.30': 0.4, 'AUC': 61.2,
+                                'average_mAP': 0.25})
+  assert line == ('AR@50 0.2000  AR@100 0.3000  AR@1000 0.5000  AUC 61.2000  '
+                  'average_mAP 0.2500  mAP@0.30 0.4000  mAP@0.70 0.1000')

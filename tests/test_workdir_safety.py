@@ -331,14 +331,3 @@ def test_tensorboard_purges_events_after_the_restored_step(tmp_path):
   start = 1  # SessionLog.START
   assert (9, start, []) in events
   assert events[-1] == (9, 0, ['loss'])
-
-
-def test_metric_lines_order_ar_by_number():
-  """The printed metric line: AR@n by n (THUMOS14's AR@50 ... AR@1000 too),
-  AUC, then the rest, '@' families by number."""
-  from tal_jax.engine import runlog  # pylint: disable=g-import-not-at-top
-  line = runlog.format_metrics({'mAP@0.70': 0.1, 'AR@1000': 0.5, 'AR@50': 0.2,
-                                'AR@100': 0.3, 'mAP@0.30': 0.4, 'AUC': 61.2,
-                                'average_mAP': 0.25})
-  assert line == ('AR@50 0.2000  AR@100 0.3000  AR@1000 0.5000  AUC 61.2000  '
-                  'average_mAP 0.2500  mAP@0.30 0.4000  mAP@0.70 0.1000')
