@@ -114,8 +114,9 @@ def test_infer_cuts_a_long_video_into_windows(tested, tmp_path):
                     '--duration-second', '33.826', '--out', str(out),
                     '--quiet'])
   rows = got['v_video_test_0000004']
-  # 1014 snippets at stride 5 = 5070 frames over 33.826 s, in 32-snippet
-  # windows: proposals reach past the first window (5.3 s) and stay inside.
+  # 1014 per-frame rows, every 5th a snippet: 203 snippets over 33.826 s, in
+  # 32-snippet windows: proposals reach past the first window (5.3 s) and
+  # stay inside the video.
   assert 0 < len(rows) <= config.test.proposal_max_seg_num
   assert rows[:, :2].min() >= 0 and rows[:, :2].max() <= 33.826
   assert rows[:, 1].max() > 10
