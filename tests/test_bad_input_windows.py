@@ -4,6 +4,9 @@ MMAction2 files: one TalError line naming the file, video or config key
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,7 +15,11 @@ import tal_jax  # noqa: F401
 
 from tal_jax import config_utils
 from tal_jax import errors
+from tal_jax.data import pipeline
 from tal_jax.data import thumos14_windows
+from tal_jax.localizers.bsn import definition as bsn
+from tal_jax.tools import bsn_pipeline
+from tal_jax.tools import bsn_proposal_generation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VIDEO = 'video_validation_0000051'
@@ -185,3 +192,170 @@ def test_untrimmednet_scores_file(tmp_path, kind, match):
     path.write_bytes(b'')
   with pytest.raises(errors.TalError, match=f'^{path}: {match}'):
     thumos14_windows.untrimmednet_scores(str(path))
+
+
+# ------------------------------------------ BSN folders of MMAction2 files
+
+
+@pytest.fixture(scope='module')
+def mm_files(tmp_path_factory):
+  """tests/golden/bsn_mix.npz's MMAction2 TEM CSVs and PGM files, laid out
+  as MMAction2 writes them, with its annotation files."""
+  g = dict(np.load(os.path.join(ROOT, 'tests', 'golden', 'bsn_mix.npz')))
+  base = tmp_path_factory.mktemp('mm')
+  records = json.loads(str(g['records_json']))
+  for split in ('train', 'val'):
+    (base / f'anno_{split}.json').write_text(json.dumps(
+        {n: records[n] for n in g[f'{split}_names'].tolist()}))
+  for sub in ('tem/tem_results', 'pgm/pgm_proposals', 'pgm/pgm_features'):
+    os.makedirs(base / sub)
+  for i, n in enumerate(records):
+    (base / 'tem' / 'tem_results' / f'{n}.csv').write_text(
+        str(g['mm_tem_csv'][i]))
+    (base / 'pgm' / 'pgm_proposals' / f'{n}.csv').write_text(
+        str(g['mm_pgm_csv'][i]))
+    np.save(base / 'pgm' / 'pgm_features' / f'{n}.npy',
+            g[f'mm_pgm_feat_{n}'])
+  return base
+
+
+def _copy(mm_files, tmp_path):
+  shutil.copytree(mm_files, tmp_path / 'in')
+  return tmp_path / 'in'
+
+
+def _bsn_config(name, base):
+  config = config_utils.load_config(os.path.join(ROOT, f'configs/{name}.py'))
+  config.data.cache_dir = str(base / 'cache')
+  config.data.feature_dir = str(base)
+  config.data.ann_file_train = str(base / 'anno_train.json')
+  config.data.ann_file_val = config.data.ann_file_test = str(
+      base / 'anno_val.json')
+  config.data.pgm_dir = str(base / 'pgm')
+  return config
+
+
+def _edit_line(path, line, column, value):
+  """Sets `column` of 1-based `line` of a CSV to `value`."""
+  lines = path.read_text().splitlines()
+  cells = lines[line - 1].split(',')
+  cells[column] = value
+  lines[line - 1] = ','.join(cells)
+  path.write_text('\n'.join(lines) + '\n')
+
+
+def _pgm(base):
+  return bsn_proposal_generation.generate(
+      _bsn_config('bsn_pgm', base), str(base / 'tem'), str(base / 'out'),
+      'test', quiet=True)
+
+
+@pytest.mark.parametrize('column, value, match', [
+    (0, '5.0', 'line 4: action 5.0 is not a probability in \\[0, 1\\]'),
+    (2, '-1', 'line 4: end -1.0 is not a probability in \\[0, 1\\]'),
+    (4, '0.0', 'line 4: tmax 0.0 < tmin 0.125 \\(reversed segment\\)'),
+])
+def test_tem_csv_values_out_of_range(mm_files, tmp_path, column, value,
+                                     match):
+  """Before: PGM ran on them and wrote proposals."""
+  base = _copy(mm_files, tmp_path)
+  path = base / 'tem' / 'tem_results' / 'v_mix_d.csv'
+  _edit_line(path, 4, column, value)
+  with pytest.raises(errors.TalError, match=f'^{path}: {match}$'):
+    _pgm(base)
+  assert not os.path.exists(base / 'out')
+
+
+def test_tem_csvs_of_different_lengths_name_both_files(mm_files, tmp_path):
+  """Before: only the second video was named, as if it were the short one."""
+  base = _copy(mm_files, tmp_path)
+  folder = base / 'tem' / 'tem_results'
+  lines = (folder / 'v_mix_d.csv').read_text().splitlines()
+  (folder / 'v_mix_d.csv').write_text('\n'.join(lines[:9]) + '\n')
+  with pytest.raises(errors.TalError, match=(
+      f'^video v_mix_e: {folder}/v_mix_e.csv has 16 rows, '
+      f'{folder}/v_mix_d.csv has 8 ')):
+    _pgm(base)
+
+
+@pytest.mark.parametrize('content', ['{}', json.dumps(
+    {'v_mix_d': {'duration_second': 10.0, 'duration_frame': 300,
+                 'feature_frame': 300, 'annotations': []}})])
+def test_pgm_without_annotated_videos(mm_files, tmp_path, content):
+  """Before: an empty pgm_test.npz, and PEM found no proposals later."""
+  base = _copy(mm_files, tmp_path)
+  (base / 'anno_val.json').write_text(content)
+  with pytest.raises(errors.TalError, match=(
+      f'^{base}/anno_val.json: no video with annotations for PGM '
+      '--mode=test$')):
+    _pgm(base)
+  assert not os.path.exists(base / 'out')
+
+
+def test_pgm_out_dir_is_a_file(mm_files, tmp_path):
+  """Before: '<out>/pgm_test.npz: File exists', after the whole PGM run."""
+  base = _copy(mm_files, tmp_path)
+  (base / 'out').write_text('')
+  with pytest.raises(errors.TalError, match=(
+      f'^--out_dir {base}/out/pgm_test.npz: {base}/out is not a folder$')):
+    _pgm(base)
+
+
+def _pem_eval(base):
+  config = _bsn_config('bsn_pem', base)
+  videos = pipeline.load_split(config, 'val', uses_features=False)
+  return bsn.pem_eval_arrays(videos, config)
+
+
+def test_pem_bsp_features_of_another_width(mm_files, tmp_path):
+  """Before: numpy's 'could not broadcast' ValueError, a traceback."""
+  base = _copy(mm_files, tmp_path)
+  np.save(base / 'pgm' / 'pgm_features' / 'v_mix_d.npy',
+          np.zeros((60, 16)))
+  with pytest.raises(errors.TalError, match=(
+      f'^video v_mix_d: BSP features in {base}/pgm have 16 columns, '
+      'config.model.feat_dim is 32$')):
+    _pem_eval(base)
+
+
+def test_pem_reversed_proposal(mm_files, tmp_path):
+  """Before: PEM scored the reversed proposal and wrote it out."""
+  base = _copy(mm_files, tmp_path)
+  path = base / 'pgm' / 'pgm_proposals' / 'v_mix_e.csv'
+  _edit_line(path, 3, 1, '0.0')
+  with pytest.raises(errors.TalError,
+                     match=f'^{path}: line 3: tmax 0.0 < tmin .* '
+                     r'\(reversed segment\)$'):
+    _pem_eval(base)
+
+
+def test_pem_cli_bad_pgm_dir_is_one_line(mm_files, tmp_path):
+  base = _copy(mm_files, tmp_path)
+  np.save(base / 'pgm' / 'pgm_features' / 'v_mix_d.npy',
+          np.zeros((60, 16)))
+  res = subprocess.run(
+      [sys.executable, '-m', 'tal_jax.main',
+       '--config', os.path.join(ROOT, 'configs/bsn_pem.py'),
+       f'--config.data.ann_file_train={base / "anno_train.json"}',
+       f'--config.data.ann_file_val={base / "anno_val.json"}',
+       f'--config.data.ann_file_test={base / "anno_val.json"}',
+       f'--config.data.feature_dir={base}',
+       f'--config.data.pgm_dir={base / "pgm"}',
+       f'--workdir={tmp_path / "w"}', '--mode=train'],
+      cwd=ROOT, capture_output=True, text=True, check=False)
+  lines = res.stderr.strip().splitlines()
+  assert res.returncode == 2, res.stderr
+  assert lines[-1] == (f'error: video v_mix_d: BSP features in {base}/pgm '
+                       'have 16 columns, config.model.feat_dim is 32')
+
+
+def test_bsn_pipeline_tem_dir_missing(tmp_path, capsys):
+  with pytest.raises(SystemExit) as e:
+    errors.run_cli(lambda: bsn_pipeline.main([
+        '--workdir', str(tmp_path / 'w'), '--preset', 'tiny',
+        '--tem_dir', str(tmp_path / 'nope'), '--quiet']))
+  assert e.value.code == 2
+  assert capsys.readouterr().err == (
+      f'error: --tem_dir {tmp_path}/nope: no such folder (TEM results: '
+      "tem_results.npz or MMAction2's CSVs)\n")
+  assert not os.path.exists(tmp_path / 'w')

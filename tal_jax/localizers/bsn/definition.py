@@ -170,10 +170,12 @@ def load_tem_dir(tem_dir: str, names) -> dict[str, np.ndarray]:
     if not os.path.isfile(path):
       raise errors.TalError(f'video {name}: no TEM result {path}')
     out[name] = bsn_io.read_tem_result(path)
-    first = next(iter(out.values()))
-    if out[name].shape != first.shape:
-      raise errors.TalError(f'video {name}: {path} has {len(out[name])} rows, '
-                            f'other videos {len(first)}')
+    first = next(iter(out))
+    if out[name].shape != out[first].shape:
+      raise errors.TalError(
+          f'video {name}: {path} has {len(out[name])} rows, '
+          f'{bsn_io.video_path(csv_dir, first, ".csv")} has '
+          f'{len(out[first])} (TEM results of one run have one length)')
   return out
 
 
@@ -354,6 +356,12 @@ def _pgm_rows(videos, config, mode: str, top_k: int):
   if not names:
     raise errors.TalError(f'{pgm_dir} has PGM results for none of the '
                           f'{len(videos)} videos of the {mode} split')
+  for n in names:
+    width = table[n][1].shape[1]
+    if width != config.model.feat_dim:
+      raise errors.TalError(
+          f'video {n}: BSP features in {pgm_dir} have {width} columns, '
+          f'config.model.feat_dim is {config.model.feat_dim}')
   return (names, [table[n][0] for n in names], [table[n][1] for n in names])
 
 
