@@ -20,6 +20,9 @@ from tal_jax.data import thumos14_windows
 from tal_jax.localizers.bsn import definition as bsn
 from tal_jax.tools import bsn_pipeline
 from tal_jax.tools import bsn_proposal_generation
+from tal_jax.tools import infer
+
+from test_export import make_workdir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VIDEO = 'video_validation_0000051'
@@ -359,3 +362,73 @@ def test_bsn_pipeline_tem_dir_missing(tmp_path, capsys):
       f'error: --tem_dir {tmp_path}/nope: no such folder (TEM results: '
       "tem_results.npz or MMAction2's CSVs)\n")
   assert not os.path.exists(tmp_path / 'w')
+
+
+# ------------------------------------------------- tools.infer on windows
+
+
+@pytest.fixture(scope='module')
+def window_workdir(tmp_path_factory):
+  """configs/bmn_thumos14.py:tiny with init weights (tools.infer cuts
+  windows by the config alone)."""
+  base = tmp_path_factory.mktemp('win')
+  config = config_utils.load_config(
+      os.path.join(ROOT, 'configs/bmn_thumos14.py:tiny'))
+  config.data.cache_dir = str(base / 'cache')
+  make_workdir(base / 'work', config)
+  return base / 'work'
+
+
+def _infer_windows(workdir, features, out, *extra):
+  return infer.main(['--workdir', str(workdir), '--features', str(features),
+                     '--out', str(out), '--quiet', *extra])
+
+
+def test_infer_windows_video_without_rows(window_workdir, tmp_path):
+  """Before: ZeroDivisionError (exit 1)."""
+  path = tmp_path / 'video_test_0000004.npy'
+  np.save(path, np.zeros((0, 16), np.float32))
+  with pytest.raises(errors.TalError, match=f'^{path}: no feature rows$'):
+    _infer_windows(window_workdir, path, tmp_path / 'o.json')
+  assert not os.path.exists(tmp_path / 'o.json')
+
+
+@pytest.fixture
+def two_videos(tmp_path):
+  """A folder of two videos' snippet features, 1014 and 500 rows."""
+  rng = np.random.default_rng(0)
+  os.makedirs(tmp_path / 'f')
+  for name, rows in (('video_test_0000004', 1014),
+                     ('video_test_0000006', 500)):
+    np.save(tmp_path / 'f' / f'{name}.npy',
+            rng.standard_normal((rows, 16)).astype(np.float32))
+  return tmp_path / 'f'
+
+
+def test_infer_one_duration_for_a_folder(window_workdir, two_videos,
+                                         tmp_path):
+  """Before: both videos were given that length (the 500-row one
+  stretched), silently."""
+  with pytest.raises(errors.TalError, match=(
+      f"^--duration-second is one video's length, --features {two_videos} "
+      'has 2 files')):
+    _infer_windows(window_workdir, two_videos, tmp_path / 'o.json',
+                   '--duration-second', '33.8')
+
+
+def test_infer_windows_take_durations_of_ann_file(window_workdir, two_videos,
+                                                  tmp_path):
+  """Before: --ann-file's durations were ignored by the window path (each
+  video lasted its frames at --fps)."""
+  ann = tmp_path / 'a.json'
+  ann.write_text(json.dumps({
+      v: {'duration_second': d, 'duration_frame': 900, 'feature_frame': 900,
+          'annotations': []}
+      for v, d in (('video_test_0000004', 30.5), ('video_test_0000006',
+                                                   12.25))}))
+  got = _infer_windows(window_workdir, two_videos, tmp_path / 'o.json',
+                       '--ann-file', str(ann))
+  # The last window ends at the last snippet: the video's end, clipped to
+  # its duration (the frames at 30 fps would give 169.0 s and 83.33 s).
+  assert got['v_video_test_0000004'][:, 1].max() == pytest.approx(30.5)
+  assert got['v_video_test_0000006'][:, 1].max() == pytest.approx(12.25)
