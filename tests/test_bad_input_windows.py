@@ -432,3 +432,59 @@ def test_infer_windows_take_durations_of_ann_file(window_workdir, two_videos,
   # its duration (the frames at 30 fps would give 169.0 s and 83.33 s).
   assert got['v_video_test_0000004'][:, 1].max() == pytest.approx(30.5)
   assert got['v_video_test_0000006'][:, 1].max() == pytest.approx(12.25)
+
+
+@pytest.mark.parametrize('key, value, match', [
+    ('nms_sigma', 0.0, 'nms_sigma=0.0 must be > 0'),
+    ('nms_min_score', 2.0, r'nms_min_score=2.0 must be in \[0, 1\)'),
+    ('nms_voting_thresh', 1.5, r'nms_voting_thresh=1.5 must be in \[0, 1\]'),
+    ('nms_max_seg_num', 0, 'nms_max_seg_num=0 must be an integer >= 1'),
+    ('proposal_max_seg_num', 0, 'proposal_max_seg_num=0 must be an integer'),
+    ('max_duration', 0, 'max_duration=0 must be an integer >= 1'),
+    ('classifier_topk', 0, 'classifier_topk=0 must be an integer >= 1'),
+    ('classifier_topk', -1, 'classifier_topk=-1 must be an integer >= 1'),
+    ('classifier_topk', 30, 'classifier_topk=30 must be <= 20'),
+])
+def test_window_test_config_out_of_range(window_workdir, tmp_path, key, value,
+                                         match):
+  """Before: classifier_topk 0 ended in numpy's 'need at least one array to
+  concatenate', -1 kept 19 classes, sigma 0 or min_score 2 ran on, a zero
+  count said only 'AR@AN needs ground truth and proposals'."""
+  config = config_utils.load_config(
+      os.path.join(ROOT, 'configs/bmn_thumos14.py:tiny'))
+  config.test[key] = value
+  with pytest.raises(errors.TalError, match=f'^config.test.{match}'):
+    thumos14_windows.check_test_config(config.test)
+  path = tmp_path / 'video_test_0000004.npy'
+  np.save(path, np.zeros((300, 16), np.float32))
+  with pytest.raises(errors.TalError, match=f'^config.test.{key}='):
+    _infer_windows(window_workdir, path, tmp_path / 'o.json', '--set',
+                   f'test.{key}={value}')
+  assert not os.path.exists(tmp_path / 'o.json')
+
+
+def test_shipped_window_configs_pass_the_checks():
+  for spec in ('bmn_thumos14.py', 'bmn_thumos14.py:i3d', 'bsn_pem_thumos14.py',
+               'bsn_tem_thumos14.py', 'bsn_pgm_thumos14.py'):
+    config = config_utils.load_config(os.path.join(ROOT, 'configs', spec))
+    thumos14_windows.check_data_config(config.data)
+    if 'test' in config:  # the PGM config has none
+      thumos14_windows.check_test_config(config.test)
+
+
+@pytest.mark.parametrize('key, value, match', [
+    ('test_top_k', 0, 'test_top_k=0 must be an integer >= 1'),
+    ('num_sample_start', 0, 'num_sample_start=0 must be an integer >= 1'),
+    ('peak_threshold', float('nan'), r'peak_threshold=nan must be in \[0, 1\]'),
+    ('bsp_boundary_ratio', -1.0, 'bsp_boundary_ratio=-1.0 must be > 0'),
+])
+def test_pgm_config_out_of_range(mm_files, tmp_path, key, value, match):
+  """Before: test_top_k 0 ended in numpy's 'could not broadcast', a zero
+  sample count in a JAX traceback; NaN or a negative ratio ran on."""
+  base = _copy(mm_files, tmp_path)
+  config = _bsn_config('bsn_pgm', base)
+  config.pgm[key] = value
+  with pytest.raises(errors.TalError, match=f'^config.pgm.{match}$'):
+    bsn_proposal_generation.generate(config, str(base / 'tem'),
+                                     str(base / 'out'), 'test', quiet=True)
+  assert not os.path.exists(base / 'out' / 'pgm_test.npz')

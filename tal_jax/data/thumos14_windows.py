@@ -247,6 +247,28 @@ def test_config() -> ml_collections.ConfigDict:
   return test
 
 
+def check_test_config(test: ml_collections.ConfigDict) -> None:
+  """TalError naming a field of `test_config()` out of range: counts and
+  max_duration >= 1, classifier_topk in [1, 20], nms_sigma > 0,
+  nms_min_score in [0, 1), nms_voting_thresh in [0, 1]."""
+  for key in ('nms_max_seg_num', 'proposal_max_seg_num', 'max_duration',
+              'classifier_topk'):
+    if key in test and not (test[key] >= 1 and test[key] == int(test[key])):
+      raise errors.TalError(f'config.test.{key}={test[key]!r} must be an '
+                            'integer >= 1')
+  if 'classifier_topk' in test and test.classifier_topk > len(
+      thumos14.CLASSES):
+    raise errors.TalError(f'config.test.classifier_topk='
+                          f'{test.classifier_topk!r} must be <= '
+                          f'{len(thumos14.CLASSES)} (the THUMOS14 classes)')
+  checks = (('nms_sigma', lambda v: v > 0, '> 0'),
+            ('nms_min_score', lambda v: 0 <= v < 1, 'in [0, 1)'),
+            ('nms_voting_thresh', lambda v: 0 <= v <= 1, 'in [0, 1]'))
+  for key, ok, what in checks:
+    if key in test and not ok(float(test[key])):
+      raise errors.TalError(f'config.test.{key}={test[key]!r} must be {what}')
+
+
 # ------------------------------------------------------------- embedded
 
 

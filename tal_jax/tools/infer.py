@@ -358,6 +358,7 @@ def infer_windows(path, args, model, records=None):
   if not len(x):
     raise errors.TalError(f'{path}: no feature rows')
   setting = thumos14_windows.setting_of(config, 'test')
+  thumos14_windows.check_test_config(t)
   stride, size = setting['snippet_stride'], setting['window_size']
   frames = len(x) * stride
   duration = (video_record(video_name(path), len(x), args, records
