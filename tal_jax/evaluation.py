@@ -713,6 +713,11 @@ def thumos14_opentad_map(ground_truth, predictions,
   gt = {v: remove_duplicate_annotations(a) for v, a in ground_truth.items()}
   known = set(class_names or []) | {a.get('label') for anns in gt.values()
                                     for a in anns}
+  for v, items in predictions.items():
+    for p in items:
+      if isinstance(p, Mapping) and 'label' not in p:
+        raise TalError(f'prediction for video {v}: no "label" (detections '
+                       'need one; proposals go to --proposals)')
   predictions = {v: [p for p in items
                      if not isinstance(p, Mapping) or p.get('label') in known]
                  for v, items in predictions.items()}

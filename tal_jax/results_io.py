@@ -122,6 +122,10 @@ def _annotations(record, path, vid):
     item = _check_segment(ann, path, vid, False)
     if 'label' not in item:
       raise TalError(f'{path}: video {_show(vid)}: annotation without "label"')
+    start, end = (float(x) for x in item['segment'])
+    if end < start:
+      raise TalError(f'{path}: video {_show(vid)}: segment '
+                     f'{list(item["segment"])} ends before it starts')
     out.append({'segment': list(item['segment']), 'label': item['label']})
   return out
 

@@ -36,6 +36,7 @@ def test_tem_csv_bytes_and_round_trip(tmp_path):
 def test_proposal_csv_and_feature_round_trip(tmp_path):
   rng = np.random.default_rng(1)
   props = rng.random((6, 7))
+  props[:, :2].sort(axis=1)  # tmin <= tmax, as PGM writes them
   path = bsn_io.video_path(str(tmp_path), 'v_x', '.csv')
   bsn_io.write_pgm_proposals(path, props)
   _savetxt(tmp_path / 'ref.csv', props, bsn_io.PGM_HEADER)

@@ -246,3 +246,88 @@ def test_infer_tool_refuses_a_model_without_proposals(exported):
                      str(base / 'v_one.npy'), '--out', str(base / 'o.json'),
                      '--quiet'])
   assert not os.path.exists(base / 'o.json')
+
+
+def _import_loader(folder):
+  """The model folder's load_model.py as a module (in this process)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(
+      'load_model_ssn', os.path.join(folder, 'load_model.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.load(folder)
+
+
+@pytest.mark.parametrize('name, value, match', [
+    ('tick_features', np.full((5, 64), 'a'),
+     '^tick_features must be float32 numbers, got dtype <U1$'),
+    ('tick_features', np.zeros((5, 64), complex),
+     'must be float32 numbers, got dtype complex128'),
+    ('tick_features', np.where(np.arange(5)[:, None] == 3, np.nan,
+                               np.zeros((5, 64))),
+     r'^tick_features must be finite, got nan at index \[3, 0\]$'),
+    ('tick_features', np.full((5, 64), 1e300),
+     r'^tick_features must be finite, got 1e\+300 at index \[0, 0\]$'),
+    ('tick_features', np.zeros((0, 64), np.float32),
+     r'^tick_features must be \[T, 64\], got \(0, 64\) \(ticks must be '
+     r'>= 1\)$'),
+    ('tick_features', [[0.0] * 64, [0.0] * 63], '^tick_features: not an '
+     'array'),
+    ('proposal_ticks', np.array([[0, 1.5, 3, 4], [1, 2, 3, 4], [0, 1, 2, 3]]),
+     r'^proposal_ticks must be whole numbers within int32, got 1.5 at index '
+     r'\[0, 1\]$'),
+    ('proposal_ticks', np.array([[0, 1, 3, 2**40]] * 3),
+     'proposal_ticks must be whole numbers within int32, got 1099511627776'),
+])
+def test_loader_names_the_bad_input(exported, name, value, match):
+  """Before: a fraction or an int64 beyond int32 was cast silently (wrong
+  ticks), NaN / inf ran through to NaN outputs, text raised numpy's
+  conversion error without the input's name, 0 ticks jax's shape error."""
+  _, _, _, folder, sets = exported[0]['ssn']
+  model = _import_loader(folder)
+  x = dict(sets[0])
+  x['proposal_ticks'] = x['proposal_ticks'][:3]
+  x['scale_factors'] = x['scale_factors'][:3]
+  x[name] = value
+  with pytest.raises(ValueError, match=match):
+    model(**x)
+
+
+def test_loader_integral_floats_are_ticks(exported):
+  _, _, _, folder, sets = exported[0]['ssn']
+  model = _import_loader(folder)
+  x = dict(sets[0])
+  want = model(**x)
+  got = model(**dict(x, proposal_ticks=x['proposal_ticks'].astype(float)))
+  for key, value in want.items():
+    np.testing.assert_array_equal(got[key], value)
+
+
+def test_export_never_replaces_a_folder_that_is_no_export(exported, tmp_path):
+  """Before: --out <a workdir> deleted the workdir (checkpoints included)
+  and put the model there."""
+  _, base = exported
+  work = str(base / 'bsn_pem')
+  before = sorted(os.listdir(work))
+  with pytest.raises(errors.TalError, match=(
+      f'^--out {work}: a folder that is not an earlier export')):
+    export_tool.main(['--workdir', work, '--out', work])
+  assert sorted(os.listdir(work)) == before
+  (tmp_path / 'f').write_text('')
+  with pytest.raises(errors.TalError, match='is a file, expected a model'):
+    export_tool.main(['--workdir', work, '--out', str(tmp_path / 'f')])
+  # An earlier export is replaced.
+  assert export_tool.main(['--workdir', work, '--out',
+                           exported[0]['bsn_pem'][3]])
+
+
+@pytest.mark.parametrize('platforms', ['tpu9', ',', 'cpu,gpu'])
+def test_export_unknown_platform(exported, tmp_path, platforms):
+  """Before: jax exported for 'tpu9' silently, a model that runs nowhere."""
+  _, base = exported
+  with pytest.raises(errors.TalError, match=(
+      f"^--platforms '{platforms}': expected a comma-separated list of cpu, "
+      'cuda, rocm, tpu$')):
+    export_tool.main(['--workdir', str(base / 'bsn_pem'), '--out',
+                      str(tmp_path / 'm'), '--platforms', platforms])
+  assert not os.path.exists(tmp_path / 'm')

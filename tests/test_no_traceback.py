@@ -24,6 +24,10 @@ import tal_jax  # noqa: F401
 
 from tal_jax import errors
 from tal_jax.data import activitynet
+from tal_jax import config_utils
+from tal_jax.data import pipeline
+from tal_jax.localizers.bsn import definition as bsn
+from tal_jax.tools import bsn_proposal_generation
 from tal_jax.tools import denormalize_proposal_file
 from tal_jax.tools import evaluate
 from tal_jax.tools import import_mmaction2
@@ -75,7 +79,73 @@ def corpus(tmp_path_factory):
   step = base / 'work' / 'checkpoints' / '0'
   ckpt_files = sorted(os.path.relpath(os.path.join(r, f), base)
                       for r, _, fs in os.walk(step) for f in fs)
+  _bsn_files(base / 'bsn')
+  _window_files(base)
   return base, ckpt_files
+
+
+def _bsn_files(base):
+  """MMAction2's TEM CSVs and PGM files of two validation videos
+  (tests/golden/bsn_mix.npz) and their annotation file."""
+  g = dict(np.load(os.path.join(GOLDEN, 'bsn_mix.npz')))
+  records = json.loads(str(g['records_json']))
+  names = g['val_names'].tolist()
+  for sub in ('tem', 'pgm/pgm_proposals', 'pgm/pgm_features'):
+    os.makedirs(base / sub)
+  (base / 'anno.json').write_text(json.dumps({n: records[n] for n in names}))
+  for i, n in enumerate(records):
+    if n in names:
+      (base / 'tem' / f'{n}.csv').write_text(str(g['mm_tem_csv'][i]))
+      (base / 'pgm' / 'pgm_proposals' / f'{n}.csv').write_text(
+          str(g['mm_pgm_csv'][i]))
+      np.save(base / 'pgm' / 'pgm_features' / f'{n}.npy',
+              g[f'mm_pgm_feat_{n}'])
+
+
+def _window_files(base):
+  """OpenTAD's THUMOS14 annotation json of one test video, its snippet
+  features, and a bmn_thumos14.py:tiny workdir (init weights)."""
+  (base / 'th14.json').write_text(json.dumps({'database': {
+      'video_test_0000004': {
+          'subset': 'validation', 'duration': 12.0, 'frame': 360,
+          'annotations': [{'segment': [1.0, 3.0], 'label': 'CliffDiving'},
+                          {'segment': [5.5, 9.0], 'label': 'Diving'}]}}}))
+  (base / 'th14_det.json').write_text(json.dumps({'results': {
+      'video_test_0000004': [
+          {'segment': [1.0, 3.2], 'score': 0.9, 'label': 'CliffDiving'},
+          {'segment': [5.0, 9.0], 'score': 0.6, 'label': 'Diving'}]}}))
+  np.save(base / 'video_test_0000004.npy', np.linspace(
+      -1, 1, 360 * 16, dtype=np.float32).reshape(360, 16))
+  config = config_utils.load_config(
+      os.path.join(ROOT, 'configs/bmn_thumos14.py:tiny'))
+  config.data.cache_dir = str(base / 'cache')
+  make_workdir(base / 'th14_work', config)
+
+
+def _bsn_config(name, d):
+  config = config_utils.load_config(os.path.join(ROOT, 'configs', name))
+  config.data.cache_dir = os.path.join(d, 'cache')
+  config.data.feature_dir = d
+  for split in ('train', 'val', 'test'):
+    config.data[f'ann_file_{split}'] = os.path.join(d, 'bsn', 'anno.json')
+  config.data.pgm_dir = os.path.join(d, 'bsn', 'pgm')
+  return config
+
+
+def _pgm(d, out):
+  """PGM (tools.bsn_proposal_generation) on MMAction2's TEM CSVs."""
+  bsn_proposal_generation.generate(_bsn_config('bsn_pgm.py', d),
+                                   os.path.join(d, 'bsn', 'tem'), out,
+                                   'test', quiet=True)
+
+
+def _pem_inputs(d, out):
+  """What PEM's --mode=test reads of MMAction2's PGM files."""
+  config = _bsn_config('bsn_pem.py', d)
+  videos = pipeline.load_split(config, 'val', uses_features=False)
+  arrays = bsn.pem_eval_arrays(videos, config)
+  with open(out, 'wb') as f:
+    np.savez(f, **arrays)
 
 
 def _cli(name, d, out):
@@ -100,6 +170,15 @@ def _cli(name, d, out):
       'infer': (infer_tool.main, [
           '--workdir', j('work'), '--features', j('v_x.npy'), '--ann-file',
           j('ann.json'), '--out', out, '--quiet']),
+      'bsn_pgm': (lambda _: _pgm(d, out), []),
+      'pem_files': (lambda _: _pem_inputs(d, out), []),
+      'evaluate_th14': (evaluate.main, [
+          '--gt', j('th14.json'), '--dataset', 'thumos14_opentad',
+          '--proposals', j('th14_det.json'), '--detections',
+          j('th14_det.json'), '--out', out]),
+      'infer_windows': (infer_tool.main, [
+          '--workdir', j('th14_work'), '--features',
+          j('video_test_0000004.npy'), '--out', out, '--quiet']),
   }[name]
 
 
@@ -111,6 +190,12 @@ FILES = {
     'pack_features': ['gt.json', 'feats/v_a.csv', 'feats/v_b.npy'],
     'import_mmaction2': ['bmn_tiny.pth'],
     'infer': ['v_x.npy', 'ann.json', 'checkpoint'],
+    'bsn_pgm': ['bsn/tem/v_mix_d.csv', 'bsn/tem/v_mix_e.csv',
+                'bsn/anno.json'],
+    'pem_files': ['bsn/pgm/pgm_proposals/v_mix_d.csv',
+                  'bsn/pgm/pgm_features/v_mix_d.npy', 'bsn/anno.json'],
+    'evaluate_th14': ['th14.json', 'th14_det.json'],
+    'infer_windows': ['video_test_0000004.npy'],
 }
 
 
@@ -161,6 +246,19 @@ CORRUPTIONS = dict(index=st.integers(0, 5),
 @given(**CORRUPTIONS)
 def test_no_traceback_on_corrupted_input(corpus, name, index, kind, where,
                                          byte):
+  _run_corrupted(corpus, name, index, kind, where, byte)
+
+
+@pytest.mark.parametrize('name', ['bsn_pgm', 'pem_files', 'evaluate_th14',
+                                  'infer_windows'])
+@settings(max_examples=6, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(**CORRUPTIONS)
+def test_new_entry_points_no_traceback_on_corrupted_input(
+    corpus, name, index, kind, where, byte):
+  """MMAction2's BSN files (PGM on TEM CSVs, PEM's reading of PGM files),
+  OpenTAD's THUMOS14 json (evaluate), a long video for a window config
+  (infer)."""
   _run_corrupted(corpus, name, index, kind, where, byte)
 
 

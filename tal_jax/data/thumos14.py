@@ -337,7 +337,7 @@ def open_feature_file(name: str, path: str) -> np.ndarray:
     raise errors.TalError(f'video {name}: feature file {path} not found')
   try:
     return np.load(path, mmap_mode='r')
-  except (ValueError, OSError) as e:
+  except (ValueError, OSError, EOFError) as e:  # EOFError: an empty file
     raise errors.TalError(f'video {name}: cannot read {path} ({e})') from None
 
 

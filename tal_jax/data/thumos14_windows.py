@@ -32,6 +32,7 @@ and an actionness direction inside each action), generated in memory.
 """
 
 import json
+import math
 import os
 from typing import Any
 
@@ -144,9 +145,37 @@ def window_set(videos: dict[str, dict[str, Any]], features, setting,
   return activitynet.VideoSet(names, np.stack(feats), records)
 
 
+def check_data_config(data: ml_collections.ConfigDict) -> None:
+  """TalError naming a window field of config.data out of range: strides
+  and window_size >= 1, overlaps in [0, 1) leaving a step of >= 1 snippet,
+  ioa_thresh in [0, 1], fps > 0 or -1, test_windows 'test' or 'full'."""
+  for key in ('feature_stride', 'sample_stride', 'window_size'):
+    if not (float(data[key]) >= 1 and float(data[key]) == int(data[key])):
+      raise errors.TalError(f'config.data.{key}={data[key]!r} must be an '
+                            'integer >= 1')
+  for key in ('window_overlap_ratio', 'test_window_overlap_ratio'):
+    ratio = float(data[key])
+    if not 0 <= ratio < 1 or int(data.window_size * (1 - ratio)) < 1:
+      raise errors.TalError(
+          f'config.data.{key}={data[key]!r} must be in [0, 1) and leave a '
+          f'step int(window_size * (1 - ratio)) >= 1 (window_size '
+          f'{data.window_size})')
+  if not 0 <= float(data.ioa_thresh) <= 1:
+    raise errors.TalError(f'config.data.ioa_thresh={data.ioa_thresh!r} must '
+                          'be in [0, 1]')
+  if not (float(data.fps) > 0 or float(data.fps) == -1):
+    raise errors.TalError(f'config.data.fps={data.fps!r} must be > 0, or -1 '
+                          "(each video's frame / duration)")
+  if data.test_windows not in ('test', 'full'):
+    raise errors.TalError(f'config.data.test_windows={data.test_windows!r} '
+                          "must be 'test' or 'full'")
+
+
 def setting_of(config, split: str) -> dict[str, Any]:
-  """Window setting of a split from config.data."""
+  """Window setting of a split from config.data (checked:
+  `check_data_config`)."""
   d = config.data
+  check_data_config(d)
   return {'snippet_stride': int(d.feature_stride * d.sample_stride),
           'offset_frames': int(d.offset_frames),
           'window_size': int(d.window_size),
@@ -218,6 +247,28 @@ def test_config() -> ml_collections.ConfigDict:
   return test
 
 
+def check_test_config(test: ml_collections.ConfigDict) -> None:
+  """TalError naming a field of `test_config()` out of range: counts and
+  max_duration >= 1, classifier_topk in [1, 20], nms_sigma > 0,
+  nms_min_score in [0, 1), nms_voting_thresh in [0, 1]."""
+  for key in ('nms_max_seg_num', 'proposal_max_seg_num', 'max_duration',
+              'classifier_topk'):
+    if key in test and not (test[key] >= 1 and test[key] == int(test[key])):
+      raise errors.TalError(f'config.test.{key}={test[key]!r} must be an '
+                            'integer >= 1')
+  if 'classifier_topk' in test and test.classifier_topk > len(
+      thumos14.CLASSES):
+    raise errors.TalError(f'config.test.classifier_topk='
+                          f'{test.classifier_topk!r} must be <= '
+                          f'{len(thumos14.CLASSES)} (the THUMOS14 classes)')
+  checks = (('nms_sigma', lambda v: v > 0, '> 0'),
+            ('nms_min_score', lambda v: 0 <= v < 1, 'in [0, 1)'),
+            ('nms_voting_thresh', lambda v: 0 <= v <= 1, 'in [0, 1]'))
+  for key, ok, what in checks:
+    if key in test and not ok(float(test[key])):
+      raise errors.TalError(f'config.test.{key}={test[key]!r} must be {what}')
+
+
 # ------------------------------------------------------------- embedded
 
 
@@ -266,20 +317,71 @@ def read_database(path: str, subset: str, block_list: str
     try:
       with open(os.path.expanduser(block_list)) as f:
         blocked = {line.strip() for line in f if line.strip()}
-    except OSError as e:
+    except (OSError, ValueError) as e:  # ValueError: not text
       raise errors.TalError(f'config.data.block_list {block_list}: {e}'
                             ) from None
+  if not isinstance(database, dict):
+    raise errors.TalError(f'{path}: "database" is not an object mapping '
+                          'video names to records')
   out = {}
   for name, rec in database.items():
+    if not isinstance(rec, dict):
+      raise errors.TalError(f'{path}: video {name}: record is not an object')
     if rec.get('subset') != subset or name in blocked:
       continue
-    for key in ('duration', 'frame', 'annotations'):
-      if key not in rec:
-        raise errors.TalError(f'{path}: video {name}: no "{key}"')
+    check_record(path, name, rec)
     out[name] = rec
   if not out:
     raise errors.TalError(f'{path}: no video of subset "{subset}"')
   return out
+
+
+def _number(value) -> float:
+  """A finite float of a json number or numeric string (OpenTAD's
+  segments are strings); NaN when it is neither."""
+  if isinstance(value, bool):
+    return math.nan
+  try:
+    return float(value)
+  except (TypeError, ValueError):
+    return math.nan
+
+
+def check_record(path: str, name: str, rec: dict[str, Any]) -> None:
+  """TalError naming the file, the video and the field of a record of
+  OpenTAD's annotation json that windows cannot be cut from: duration not
+  > 0, frame not an integer >= 1, an annotation without a [start, end] of
+  finite numbers, one ending before it starts or starting before 0, a label
+  not among THUMOS14's 20 classes (or 'Ambiguous')."""
+  where = f'{path}: video {name}'
+  for key in ('duration', 'frame', 'annotations'):
+    if key not in rec:
+      raise errors.TalError(f'{where}: no "{key}"')
+  duration = _number(rec['duration'])
+  if not (math.isfinite(duration) and duration > 0):
+    raise errors.TalError(f'{where}: duration must be > 0, got '
+                          f'{rec["duration"]!r}')
+  frame = _number(rec['frame'])
+  if not (math.isfinite(frame) and frame >= 1 and frame == int(frame)):
+    raise errors.TalError(f'{where}: frame must be an integer >= 1, got '
+                          f'{rec["frame"]!r}')
+  if not isinstance(rec['annotations'], list):
+    raise errors.TalError(f'{where}: annotations is not a list')
+  for i, a in enumerate(rec['annotations']):
+    seg = a.get('segment') if isinstance(a, dict) else None
+    bounds = ([_number(v) for v in seg] if isinstance(seg, (list, tuple))
+              else [])
+    if len(bounds) != 2 or not all(math.isfinite(v) for v in bounds):
+      raise errors.TalError(f'{where}: annotation {i}: segment must be '
+                            f'[start, end] seconds, got {seg!r}')
+    if bounds[1] < bounds[0] or bounds[0] < 0:
+      raise errors.TalError(f'{where}: annotation {i}: segment {list(seg)} '
+                            + ('ends before it starts' if bounds[1] < bounds[0]
+                               else 'starts before 0'))
+    label = a.get('label')
+    if label != 'Ambiguous' and label not in thumos14.CLASSES:
+      raise errors.TalError(f'{where}: annotation {i}: label {label!r} is '
+                            "not a THUMOS14 class (nor 'Ambiguous')")
 
 
 def file_features(config):
@@ -289,10 +391,18 @@ def file_features(config):
   def features(name):
     path = os.path.join(os.path.expanduser(d.feature_dir), name + '.npy')
     a = thumos14.open_feature_file(name, path)
-    if a.ndim != 2 or a.shape[1] != config.model.feat_dim:
-      raise errors.TalError(f'video {name}: {path} is {a.shape}, expected '
-                            f'[rows, {config.model.feat_dim}]')
-    return a[::int(d.sample_stride)]
+    if (a.ndim != 2 or a.shape[1] != config.model.feat_dim or
+        a.shape[0] < 1 or a.dtype.kind not in 'fiu'):
+      raise errors.TalError(f'video {name}: {path} is {a.dtype} {a.shape}, '
+                            f'expected numbers [rows >= 1, '
+                            f'{config.model.feat_dim}]')
+    rows = a[::int(d.sample_stride)]
+    bad = ~np.isfinite(rows)
+    if bad.any():
+      raise errors.TalError(f'video {name}: {path}: NaN or inf in row '
+                            f'{int(np.argwhere(bad)[0, 0]) * int(d.sample_stride)}'
+                            ' (0-based)')
+    return rows
   return features
 
 
@@ -345,12 +455,21 @@ def untrimmednet_scores(path: str = ''):
   if path:
     try:
       table = np.load(os.path.expanduser(path))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError) as e:
       raise errors.TalError(f'{path}: cannot read the UntrimmedNet scores '
                             f'({e})') from None
-    if table.ndim != 2 or table.shape[1] != 101:
-      raise errors.TalError(f'{path}: shape {table.shape}, expected '
-                            '[videos, 101] (uNet_test.npy)')
+    if not isinstance(table, np.ndarray):  # an .npz archive
+      table.close()
+      raise errors.TalError(f'{path}: an .npz archive, expected the .npy '
+                            'array [videos, 101] (uNet_test.npy)')
+    if (table.ndim != 2 or table.shape[1] != 101 or
+        table.dtype.kind not in 'fiu'):
+      raise errors.TalError(f'{path}: {table.dtype} {table.shape}, expected '
+                            'numbers [videos, 101] (uNet_test.npy)')
+    if not np.all(np.isfinite(table)):
+      row = int(np.argwhere(~np.isfinite(table))[0, 0])
+      raise errors.TalError(f'{path}: NaN or inf in row {row} (video '
+                            f'{row + 1}) of the UntrimmedNet scores')
     rows = {i + 1: r for i, r in enumerate(table)}
   else:
     with np.load(UNTRIMMEDNET) as z:

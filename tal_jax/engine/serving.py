@@ -128,10 +128,34 @@ def metadata(config, exported, names: list[str], where: str,
   }
 
 
+def check_out_dir(out_dir: str) -> None:
+  """TalError unless `out_dir` is new, an empty folder or an earlier export
+  (its metadata.json of this format): any other folder (a workdir, a home
+  folder) is never replaced, nor a file."""
+  if not os.path.exists(out_dir):
+    errors.check_writable(out_dir, '--out')
+    return
+  if not os.path.isdir(out_dir):
+    raise errors.TalError(f'--out {out_dir}: is a file, expected a model '
+                          'folder to write')
+  meta = os.path.join(out_dir, 'metadata.json')
+  try:
+    with open(meta) as f:
+      earlier = json.load(f).get('format') == FORMAT
+  except (OSError, ValueError, AttributeError):
+    earlier = False
+  if os.listdir(out_dir) and not earlier:
+    raise errors.TalError(f'--out {out_dir}: a folder that is not an earlier '
+                          'export (no metadata.json of tal_jax); it would be '
+                          'replaced, give a new or empty folder')
+
+
 def write_model_dir(out_dir: str, exported, names: list[str],
                     arrays: list[np.ndarray], meta: dict) -> None:
-  """Writes the model folder; it appears complete or not at all."""
+  """Writes the model folder; it appears complete or not at all. An
+  existing `out_dir` must pass `check_out_dir`."""
   out_dir = os.path.abspath(out_dir)
+  check_out_dir(out_dir)
   tmp = f'{out_dir}.tmp{os.getpid()}'
   shutil.rmtree(tmp, ignore_errors=True)
   try:
@@ -217,14 +241,48 @@ def _guard_xla_flags(jax_version):
     os.environ['XLA_FLAGS'] = (flags + ' ' + _YNN_OFF).strip()
 
 
+def _as_input(spec, value):
+  """`value` as a numpy array of spec['dtype']; ValueError naming the input
+  for what would convert silently wrong: not numbers (text, objects,
+  complex, bool), NaN or inf (also after the cast to float32), fractions or
+  values beyond int32 for an integer input."""
+  name, dtype = spec['name'], np.dtype(spec['dtype'])
+  try:
+    x = np.asarray(value)
+  except ValueError as e:  # ragged nested lists
+    raise ValueError(f'{name}: not an array ({e})') from None
+  if x.dtype.kind not in 'fiu':
+    raise ValueError(f'{name} must be {dtype} numbers, got dtype {x.dtype}')
+  if dtype.kind == 'f':
+    with np.errstate(over='ignore'):
+      out = x.astype(dtype)
+    bad = ~np.isfinite(out)
+  else:
+    info = np.iinfo(dtype)
+    wide = x.astype(np.float64)
+    bad = ~np.isfinite(wide) | (wide != np.round(wide)) | (
+        wide < info.min) | (wide > info.max)
+    out = x.astype(dtype) if not bad.any() else None
+  if bad.any():
+    where = tuple(int(i) for i in np.argwhere(bad)[0])
+    kind = ('finite' if dtype.kind == 'f' else
+            f'whole numbers within {dtype}')
+    raise ValueError(f'{name} must be {kind}, got {x[where].item()!r} at '
+                     f'index {list(where)}')
+  return out
+
+
 def _check_shape(spec, x, sizes):
-  """ValueError unless x fits spec['shape']; records the named sizes."""
+  """ValueError unless x fits spec['shape'] (a named size >= 1); records
+  the named sizes."""
   want = spec['shape']
   ok = x.ndim == len(want)
   clash = ''
   for d, n in zip(want, x.shape) if ok else ():
     if isinstance(d, str):
-      if sizes.setdefault(d, n) != n:
+      if n < 1:
+        ok, clash = False, f' ({d} must be >= 1)'
+      elif sizes.setdefault(d, n) != n:
         ok, clash = False, f' ({d} is {sizes[d]} in an earlier input)'
     elif d != n:
       ok = False
@@ -263,7 +321,7 @@ class ExportedModel:
       raise TypeError(f'missing inputs {missing} (expected {names})')
     arrays, sizes = [], {}
     for spec in self.inputs:
-      x = np.asarray(values[spec['name']], spec['dtype'])
+      x = _as_input(spec, values[spec['name']])
       _check_shape(spec, x, sizes)
       arrays.append(x)
     outputs = self._call(self.params, *arrays)

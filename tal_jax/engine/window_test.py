@@ -117,10 +117,11 @@ def window_test(predictor, variables, videos, workdir, quiet=False):
   """--mode=test of a model on THUMOS14 windows: results.json,
   proposals.json, metrics.json in the workdir; returns the metrics."""
   config = predictor.config
+  thumos14_windows.check_test_config(config.test)
+  scores_of = thumos14_windows.untrimmednet_scores(
+      config.test.classifier_file)  # before the forward: a bad file stops it
   per_window = collect(predictor, variables['params'], videos,
                        runlog.show_progress(quiet))
-  scores_of = thumos14_windows.untrimmednet_scores(
-      config.test.classifier_file)
   proposals, detections = video_results(per_window, scores_of, config.test)
   metrics = thumos14_metrics(video_ground_truth(videos), proposals,
                              detections)

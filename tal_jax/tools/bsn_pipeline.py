@@ -67,6 +67,9 @@ def run_pipeline(args) -> dict[str, float]:
   tem_dir = given_tem or os.path.join(args.workdir, 'tem')
   pgm_dir = os.path.join(args.workdir, 'pgm')
   pem_dir = os.path.join(args.workdir, 'pem')
+  if given_tem and not os.path.isdir(os.path.expanduser(given_tem)):
+    raise errors.TalError(f'--tem_dir {given_tem}: no such folder (TEM '
+                          "results: tem_results.npz or MMAction2's CSVs)")
   config_utils.check_workdir(args.workdir)
   tem = None
   if not given_tem:

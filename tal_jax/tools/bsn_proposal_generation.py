@@ -57,9 +57,15 @@ def generate(config, tem_dir: str, out_dir: str, mode: str,
   else:
     paths = pipeline.annotation_paths(config)
     records = activitynet.load_annotations(paths[f'ann_file_{split}'])
-  tem = bsn.load_tem_dir(tem_dir, bsn.pgm_names(records, windowed))
-  top_k = config.pgm.train_top_k if mode == 'train' else config.pgm.test_top_k
+  names = bsn.pgm_names(records, windowed)
+  if not names:
+    raise errors.TalError(
+        f'{pipeline.annotation_paths(config)[f"ann_file_{split}"]}: no video '
+        f'with annotations for PGM --mode={mode}')
   out = os.path.join(out_dir, f'pgm_{mode}.npz')
+  errors.check_writable(out, '--out_dir')
+  tem = bsn.load_tem_dir(tem_dir, names)
+  top_k = config.pgm.train_top_k if mode == 'train' else config.pgm.test_top_k
   start = time.time()
   count = bsn.run_pgm(tem, records, out, top_k, config.pgm,
                       out_dir if mmaction2_files else '',

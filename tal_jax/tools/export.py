@@ -93,6 +93,11 @@ def serving_of(config, model_def):
   return model_def.serving
 
 
+# jax.export's lowering platforms (any other name is exported silently and
+# runs nowhere).
+PLATFORMS = ('cpu', 'cuda', 'rocm', 'tpu')
+
+
 def main(argv=None) -> str:
   parser = argparse.ArgumentParser(
       description='Export a trained model (jax.export + params + loader).')
@@ -101,15 +106,20 @@ def main(argv=None) -> str:
   parser.add_argument('--platforms', default='cpu,cuda',
                       help='comma-separated lowering platforms')
   args = parser.parse_args(argv)
+  platforms = [p for p in args.platforms.split(',') if p]
+  unknown = [p for p in platforms if p not in PLATFORMS]
+  if unknown or not platforms:
+    raise errors.TalError(f'--platforms {args.platforms!r}: expected a '
+                          f'comma-separated list of {", ".join(PLATFORMS)}')
+  serving.check_out_dir(os.path.abspath(args.out))
   config, model_def, predictor, variables, where = load_model(args)
   spec = serving_of(config, model_def)
   inputs = spec.input_specs(config)
   names, arrays, treedef = serving.flatten_params(variables['params'])
   forward = functools.partial(spec.forward or model_def.forward,
                               predictor.module, config=config)
-  exported = serving.export_function(
-      forward, treedef, arrays, inputs,
-      [p for p in args.platforms.split(',') if p])
+  exported = serving.export_function(forward, treedef, arrays, inputs,
+                                     platforms)
   meta = serving.metadata(config, exported, names, where, spec.output_names,
                           inputs)
   serving.write_model_dir(args.out, exported, names, arrays, meta)

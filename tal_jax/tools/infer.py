@@ -316,9 +316,15 @@ def main(argv=None) -> dict[str, np.ndarray]:
   if records and os.path.isdir(args.features):
     files = files_of_listed_videos(files, records, args.features,
                                    args.ann_file)
+  if args.duration_second is not None and len(files) > 1:
+    raise errors.TalError(
+        f'--duration-second is one video\'s length, --features '
+        f'{args.features} has {len(files)} files (give --ann-file with each '
+        'video\'s duration_second)')
   model = load_model(args)
   if thumos14_windows.is_windowed(model.config):
-    proposals = {video_name(f): infer_windows(f, args, model) for f in files}
+    proposals = {video_name(f): infer_windows(f, args, model, records)
+                 for f in files}
     runlog.info(f'restored {model.where}', args.quiet)
     errors.write_json(args.out, results_io.proposal_results(proposals))
     print(f'wrote {args.out}')
@@ -338,19 +344,26 @@ def main(argv=None) -> dict[str, np.ndarray]:
   return proposals
 
 
-def infer_windows(path, args, model):
+def infer_windows(path, args, model, records=None):
   """[P, 3] proposals in seconds of one video's features, cut into the test
-  windows of a THUMOS14 window config and merged."""
+  windows of a THUMOS14 window config and merged. The video lasts its
+  duration_second in `records` (--ann-file), else --duration-second, else
+  its frames at --fps."""
   config, t = model.config, model.test
   d = config.data
   x = activitynet.read_feature_array(path, np.float32)[::int(d.sample_stride)]
   if x.shape[1] != config.model.feat_dim:
     raise errors.TalError(f'{path}: features have {x.shape[1]} columns, the '
                           f'model expects feat_dim {config.model.feat_dim}')
+  if not len(x):
+    raise errors.TalError(f'{path}: no feature rows')
   setting = thumos14_windows.setting_of(config, 'test')
+  thumos14_windows.check_test_config(t)
   stride, size = setting['snippet_stride'], setting['window_size']
   frames = len(x) * stride
-  duration = args.duration_second or frames / args.fps
+  duration = (video_record(video_name(path), len(x), args, records
+                           )['duration_second'] if records else
+              args.duration_second or frames / args.fps)
   bounds = windows.window_bounds(frames, stride, size, setting['overlap'])
   feats = np.stack([windows.window_features(x, s, e, size)[0]
                     for s, e in bounds])

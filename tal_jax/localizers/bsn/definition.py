@@ -23,6 +23,7 @@ File formats (ours; MMAction2's are written beside them when asked):
       float64 (K = min(P, top_k)).
 """
 
+import math
 import os
 from typing import Any
 
@@ -170,10 +171,12 @@ def load_tem_dir(tem_dir: str, names) -> dict[str, np.ndarray]:
     if not os.path.isfile(path):
       raise errors.TalError(f'video {name}: no TEM result {path}')
     out[name] = bsn_io.read_tem_result(path)
-    first = next(iter(out.values()))
-    if out[name].shape != first.shape:
-      raise errors.TalError(f'video {name}: {path} has {len(out[name])} rows, '
-                            f'other videos {len(first)}')
+    first = next(iter(out))
+    if out[name].shape != out[first].shape:
+      raise errors.TalError(
+          f'video {name}: {path} has {len(out[name])} rows, '
+          f'{bsn_io.video_path(csv_dir, first, ".csv")} has '
+          f'{len(out[first])} (TEM results of one run have one length)')
   return out
 
 
@@ -225,6 +228,25 @@ def run_pgm(tem_results: dict[str, np.ndarray], records: dict[str, Any],
   return len(names)
 
 
+def check_pgm_config(pgm_config: ml_collections.ConfigDict) -> None:
+  """TalError naming a field of a PGM config section (configs/bsn_pgm.py's
+  config.pgm) out of range: top_k and sample counts integers >= 1,
+  peak_threshold in [0, 1], bsp_boundary_ratio finite and > 0."""
+  for key in ('train_top_k', 'test_top_k', 'num_sample_start',
+              'num_sample_end', 'num_sample_action', 'num_sample_interp'):
+    value = pgm_config[key]
+    if not (value >= 1 and value == int(value)):
+      raise errors.TalError(f'config.pgm.{key}={value!r} must be an integer '
+                            '>= 1')
+  if not 0 <= float(pgm_config.peak_threshold) <= 1:
+    raise errors.TalError(f'config.pgm.peak_threshold='
+                          f'{pgm_config.peak_threshold!r} must be in [0, 1]')
+  ratio = float(pgm_config.bsp_boundary_ratio)
+  if not (math.isfinite(ratio) and ratio > 0):
+    raise errors.TalError(f'config.pgm.bsp_boundary_ratio='
+                          f'{pgm_config.bsp_boundary_ratio!r} must be > 0')
+
+
 def pgm_in_memory(tem_results, gt_segments, top_k: int,
                   pgm_config: ml_collections.ConfigDict,
                   progress: bool = False):
@@ -236,6 +258,7 @@ def pgm_in_memory(tem_results, gt_segments, top_k: int,
   only match_iou / match_ioa depend on them). Returns (N proposals [P_i, 7],
   N BSP features [min(P_i, top_k), 32]), float64.
   """
+  check_pgm_config(pgm_config)
   starts = range(0, len(tem_results), PGM_CHUNK)
   if progress:
     from tqdm import tqdm  # pylint: disable=g-import-not-at-top
@@ -354,6 +377,12 @@ def _pgm_rows(videos, config, mode: str, top_k: int):
   if not names:
     raise errors.TalError(f'{pgm_dir} has PGM results for none of the '
                           f'{len(videos)} videos of the {mode} split')
+  for n in names:
+    width = table[n][1].shape[1]
+    if width != config.model.feat_dim:
+      raise errors.TalError(
+          f'video {n}: BSP features in {pgm_dir} have {width} columns, '
+          f'config.model.feat_dim is {config.model.feat_dim}')
   return (names, [table[n][0] for n in names], [table[n][1] for n in names])
 
 

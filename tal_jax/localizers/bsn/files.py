@@ -83,11 +83,31 @@ def write_tem_result(path: str, tem_output, tmin=None, tmax=None) -> None:
   _write_csv(path, TEM_HEADER, rows)
 
 
+def _check_order(path: str, rows: np.ndarray, header: str) -> None:
+  """TalError naming the line whose first two columns (tmin, tmax) are
+  reversed."""
+  bad = np.flatnonzero(rows[:, 1] < rows[:, 0])
+  if bad.size:
+    names = header.split(',')
+    raise TalError(f'{path}: line {int(bad[0]) + 2}: {names[1]} '
+                   f'{rows[bad[0], 1]} < {names[0]} {rows[bad[0], 0]} '
+                   '(reversed segment)')
+
+
 def read_tem_result(path: str) -> np.ndarray:
-  """TEM result CSV -> [T, 5] float32 (action, start, end, tmin, tmax)."""
+  """TEM result CSV -> [T, 5] float32 (action, start, end, tmin, tmax).
+
+  TalError for fewer than 2 rows, a probability (action, start, end) outside
+  [0, 1] or a row with tmax < tmin."""
   rows = _read_csv(path, TEM_HEADER)
   if rows.shape[0] < 2:
     raise TalError(f'{path}: a TEM result needs at least 2 rows')
+  outside = (rows[:, :3] < 0) | (rows[:, :3] > 1)
+  if outside.any():
+    row, col = (int(i) for i in np.argwhere(outside)[0])
+    raise TalError(f'{path}: line {row + 2}: {TEM_HEADER.split(",")[col]} '
+                   f'{rows[row, col]} is not a probability in [0, 1]')
+  _check_order(path, rows[:, 3:], 'tmin,tmax')
   return rows
 
 
@@ -99,6 +119,7 @@ def write_pgm_proposals(path: str, proposals) -> None:
 def read_pgm_proposals(path: str, top_k: int | None = None) -> np.ndarray:
   """PGM proposal CSV -> [min(P, top_k), 7] float32 (as `LoadProposals`)."""
   rows = _read_csv(path, PGM_HEADER)
+  _check_order(path, rows, PGM_HEADER)
   return rows[:top_k] if top_k is not None else rows
 
 
