@@ -100,21 +100,27 @@ def split_video(record: dict[str, Any], setting: dict[str, Any],
   return out
 
 
-def _window_record(name, record, item, setting, class_names):
-  w = setting['window_size']
+def window_info(name, record, item, setting) -> dict[str, Any]:
+  """Where one `split_video` window of video `name` sits in it: what
+  `window_test.window_seconds` needs to map its proposals to seconds."""
   fps = (setting['fps'] if setting['fps'] > 0 else
          record['frame'] / record['duration'])
+  return {'video': name, 'start': item['start'], 'end': item['end'],
+          'first_frame': item['first_frame'], 'fps': float(fps),
+          'duration': float(record['duration']),
+          'snippet_stride': setting['snippet_stride'],
+          'offset_frames': setting['offset_frames']}
+
+
+def _window_record(name, record, item, setting, class_names):
+  w = setting['window_size']
   return {'duration_second': float(w), 'duration_frame': w,
           'feature_frame': w,
           'annotations': [{'segment': [float(s), float(e)],
                            'label': class_names[int(c)]}
                           for (s, e), c in zip(item['segments'],
                                                item['labels'])],
-          'window': {'video': name, 'start': item['start'],
-                     'end': item['end'], 'first_frame': item['first_frame'],
-                     'fps': float(fps), 'duration': float(record['duration']),
-                     'snippet_stride': setting['snippet_stride'],
-                     'offset_frames': setting['offset_frames']},
+          'window': window_info(name, record, item, setting),
           'video_annotations': [a for a in record['annotations']
                                 if a['label'] != 'Ambiguous']}
 

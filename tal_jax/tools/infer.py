@@ -47,6 +47,7 @@ from tal_jax import results_io
 from tal_jax.engine import runlog
 from tal_jax.data import activitynet
 from tal_jax.data import resample
+from tal_jax.data import thumos14
 from tal_jax.data import thumos14_windows
 from tal_jax.engine import window_test
 from tal_jax.features import for_infer
@@ -361,21 +362,21 @@ def infer_windows(path, args, model, records=None):
   thumos14_windows.check_test_config(t)
   stride, size = setting['snippet_stride'], setting['window_size']
   frames = len(x) * stride
-  duration = (video_record(video_name(path), len(x), args, records
+  name = video_name(path)
+  duration = (video_record(name, len(x), args, records
                            )['duration_second'] if records else
               args.duration_second or frames / args.fps)
-  bounds = windows.window_bounds(frames, stride, size, setting['overlap'])
-  feats = np.stack([windows.window_features(x, s, e, size)[0]
-                    for s, e in bounds])
+  record = {'frame': frames, 'duration': duration, 'annotations': []}
+  items = thumos14_windows.split_video(record, setting, thumos14.CLASSES,
+                                       with_labels=False)
+  feats = np.stack([windows.window_features(x, it['start'], it['end'],
+                                            size)[0] for it in items])
   props, valid, _ = model.decode(feats)
   parts = []
-  for j, (start, _) in enumerate(bounds):
+  for j, item in enumerate(items):
     secs = window_test.window_seconds(
-        props[j][valid[j]], {'snippet_stride': stride,
-                             'first_frame': int(start) * stride,
-                             'offset_frames': setting['offset_frames'],
-                             'fps': frames / duration, 'duration': duration},
-        size)
+        props[j][valid[j]],
+        thumos14_windows.window_info(name, record, item, setting), size)
     parts.append((secs[:, :2], secs[:, 2], np.zeros(len(secs), np.int64)))
   segs, scores, _ = window_test.merge_video(parts, t, t.proposal_max_seg_num)
   rows = np.concatenate([segs, scores[:, None]], axis=1)
